@@ -1,0 +1,1 @@
+"""Reading and writing slewdark's files."""
