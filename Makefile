@@ -5,6 +5,8 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Stage commands call `slewdark` and `dvc`: put the venv first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup repro test lint bench mlflow-ui clean-venv
 
@@ -18,7 +20,7 @@ $(STAMP): $(BIN)/python pyproject.toml requirements.lock
 setup: $(STAMP)
 
 repro: $(STAMP)
-	$(BIN)/dvc repro
+	dvc repro
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -61,17 +61,241 @@ def _run_simulate(args: argparse.Namespace) -> int:
             f"{section}.seed": args.seed,
         },
     )
-    written = simulate_dataset(getattr(params, section))
-    log.info("wrote %d exposures to %s", len(written), getattr(params, section).out)
+    config = params.simulate if section == "simulate" else params.heldout_simulation()
+    written = simulate_dataset(config)
+    log.info("wrote %d exposures to %s", len(written), config.out)
     return 0
 
 
 COMMANDS["simulate"] = _run_simulate
 
 
+# --- inspect, show ----------------------------------------------------------------------
+
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="first look at exposures: header, shape, units, noise, NaN/DQ")
+    p.add_argument("files", nargs="+", type=Path, help="exposure FITS files")
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from slewdark.inspection import format_report
+
+    failed = 0
+    for path in args.files:
+        try:
+            for line in format_report(path):
+                print(line, flush=True)
+        except SlewdarkError as error:
+            failed += 1
+            print(f"slewdark inspect: error: {error}", file=sys.stderr, flush=True)
+    if failed:
+        print(f"slewdark inspect: {failed} of {len(args.files)} files failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _add_show(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("show", help="quick-look PNG of an exposure's detectors (and truth when simulated)")
+    p.add_argument("file", type=Path, help="exposure FITS file")
+    p.add_argument("--out", type=Path, required=True, help="PNG to write")
+    p.add_argument("--binning", type=int, default=2, help="display block size in pixels (default 2)")
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    from slewdark.quicklook import show_exposure
+
+    if args.binning < 1:
+        raise SlewdarkError(f"--binning must be a positive integer, got {args.binning}")
+    log.info("wrote %s", show_exposure(args.file, args.out, args.binning))
+    return 0
+
+
+COMMANDS["inspect"] = _run_inspect
+COMMANDS["show"] = _run_show
+
+
+# --- release --------------------------------------------------------------------------
+
+
+def _add_release(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("release", help="push products to the DVC remote, tag git, promote the model")
+    p.add_argument("version", help="release name and git tag, e.g. v1.0.0")
+    p.add_argument("--model", default="models/unet.pt", help="checkpoint whose MLflow version is promoted")
+    p.add_argument("--remote", help="DVC remote (default: the repository's default remote)")
+
+
+def _run_release(args: argparse.Namespace) -> int:
+    from slewdark.release import release
+
+    params = _params(args)
+    published = release(
+        ".", args.version, args.model, params.tracking.registered_model, params.tracking.uri, args.remote
+    )
+    log.info(
+        "released %s at %s: %s version %s is @production; %d files pushed",
+        published.version,
+        published.commit[:10],
+        published.model_name,
+        published.model_version,
+        published.pushed_files,
+    )
+    return 0
+
+
+COMMANDS["release"] = _run_release
+
+
+# --- patches, patch-truth, train-ae, embed ----------------------------------------------
+
+
+def _add_patches(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("patches", help="normalise detectors and cut them into patches (data/patches)")
+    p.add_argument("--raw", help="folder of input exposures (default: patches.raw)")
+    p.add_argument("--out", help="output folder (default: patches.out)")
+    p.add_argument("--size", type=int, help="patch side in pixels, stride = size (study: 136, 68, 34)")
+
+
+def _run_patches(args: argparse.Namespace) -> int:
+    from slewdark.patches import BackgroundOptions, PatchOptions, build_patches, exposure_files
+
+    params = _params(args, {"patches.raw": args.raw, "patches.out": args.out, "patches.size": args.size})
+    cfg = params.patches
+    background = cfg.background
+    options = PatchOptions(
+        size=cfg.size,
+        stride=cfg.stride if args.size is None else cfg.size,
+        n_channels=cfg.n_channels,
+        low_percentile=cfg.low_percentile,
+        high_percentile=cfg.high_percentile,
+        background=(
+            BackgroundOptions(background.threshold, background.mad_factor, background.min_neighbor)
+            if background.enabled
+            else None
+        ),
+        split_mode=cfg.split.mode,
+        fractions=(cfg.split.train, cfg.split.val, cfg.split.test),
+        seed=params.seed,
+    )
+    n = build_patches(exposure_files(cfg.raw), cfg.out, options)
+    log.info("wrote %d patches of %d px to %s", n, cfg.size, cfg.out)
+    return 0
+
+
+def _add_patch_truth(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("patch-truth", help="evaluation only: true class of every patch (simulator's truth)")
+
+
+def _run_patch_truth(args: argparse.Namespace) -> int:
+    from slewdark.truth import build_patch_truth
+
+    params = _params(args)
+    cfg = params.patch_truth
+    counts = build_patch_truth(params.patches.out, cfg.out, cfg.persistence_threshold, cfg.min_pixels)
+    log.info("wrote %s: %s", cfg.out, counts)
+    return 0
+
+
+def _add_train_ae(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-ae", help="train the autoencoder (Optuna study, MLflow runs) -> models/ae.pt")
+    p.add_argument("--n-trials", type=int, help="Optuna trials (0 = train once with the ae values)")
+    p.add_argument("--epochs", type=int, help="maximum epochs per training")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params device")
+
+
+def _run_train_ae(args: argparse.Namespace) -> int:
+    from slewdark.train_ae import run_train_ae
+
+    params = _params(
+        args, {"optuna.n_trials": args.n_trials, "ae.epochs": args.epochs, "device": args.device}
+    )
+    metrics = run_train_ae(
+        params.patches.out, params.ae, params.optuna, params.seed, params.device, params.tracking
+    )
+    log.info("wrote %s: best val loss %.6g", params.ae.model, metrics["best_val_loss"])
+    return 0
+
+
+def _add_embed(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="latent vector and reconstruction loss of every patch -> data/latents")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params device")
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    from slewdark.embed import run_embed
+
+    params = _params(args, {"device": args.device})
+    summary = run_embed(
+        params.patches.out,
+        params.ae.model,
+        params.embed,
+        params.patch_truth.out,
+        params.device,
+        params.tracking,
+    )
+    log.info("wrote %d latent vectors of %d numbers", summary["n_patches"], summary["latent_dim"])
+    return 0
+
+
+COMMANDS["patches"] = _run_patches
+COMMANDS["patch-truth"] = _run_patch_truth
+COMMANDS["train-ae"] = _run_train_ae
+COMMANDS["embed"] = _run_embed
+
+
+# --- cluster, classify -----------------------------------------------------------------
+
+
+def _add_cluster(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cluster", help="UMAP + Gaussian mixtures of the latent space -> data/clusters")
+    p.add_argument("--mode", choices=["channelwise", "merged"], help="default: params cluster.mode")
+
+
+def _run_cluster(args: argparse.Namespace) -> int:
+    from slewdark.cluster import run_cluster
+
+    metrics = run_cluster(_params(args, {"cluster.mode": args.mode}))
+    counts = (metrics["n_clusters"], metrics["n_groups"], metrics["mode"])
+    log.info("%d clusters in %d groups (%s mode)", *counts)
+    return 0
+
+
+def _add_classify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("classify", help="assign patches of new exposures to the fitted clusters (no refit)")
+    p.add_argument("--patches", required=True, help="patches folder of the new exposures (index.csv)")
+    p.add_argument("--latents", required=True, help="folder with their latents.npy")
+    p.add_argument("--out", required=True, help="output CSV (columns of assignments.csv)")
+    p.add_argument("--models", help="fitted models (default: <params cluster.out>/models)")
+
+
+def _run_classify(args: argparse.Namespace) -> int:
+    from slewdark.cluster import classify_patches
+
+    params = _params(args)
+    models = args.models or str(Path(params.cluster.out) / "models")
+    table = classify_patches(args.patches, args.latents, models, args.out, params)
+    inside = table["in_neighbourhood"].mean() if len(table["patch"]) else 0.0
+    log.info("classified %d patches (%.1f %% in a cluster neighbourhood)", len(table["patch"]), 100 * inside)
+    return 0
+
+
+COMMANDS["cluster"] = _run_cluster
+COMMANDS["classify"] = _run_classify
+
+
 # --- entry point ----------------------------------------------------------------------
 
-PARSERS = [_add_simulate]
+PARSERS = [
+    _add_simulate,
+    _add_inspect,
+    _add_show,
+    _add_release,
+    _add_patches,
+    _add_patch_truth,
+    _add_train_ae,
+    _add_embed,
+    _add_cluster,
+    _add_classify,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

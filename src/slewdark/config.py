@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from slewdark.errors import ParamsError
 
@@ -170,6 +170,287 @@ class TrackingParams(Section):
     registered_model: str
 
 
+class UmapParams(Section):
+    """UMAP of the latent vectors (``cluster`` stage)."""
+
+    n_neighbors: int = Field(ge=2, description="local neighbourhood size UMAP preserves")
+    min_dist: float = Field(ge=0, le=1, description="minimum distance of embedded points; 0 packs clusters")
+    metric: str = Field(description="distance in the latent space: euclidean, cosine, manhattan, ...")
+    n_components: int = Field(ge=2, le=64, description="dimension of the clustering space")
+    transform_chunk: int = Field(ge=1, description="latent vectors transformed at a time (memory bound)")
+
+
+class CountRange(Section):
+    """Inclusive range of cluster counts to try."""
+
+    min: int = Field(ge=2)
+    max: int = Field(ge=2)
+    step: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CountRange:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be at least min ({self.min})")
+        return self
+
+    def counts(self) -> range:
+        """The counts as a range."""
+        return range(self.min, self.max + 1, self.step)
+
+
+class ClusterPlotParams(Section):
+    """Pictures of the ``cluster`` stage."""
+
+    out: str = Field(description="output folder of the figures and plot tables")
+    exposure: str | None = Field(description="stem of the exposure mapped per detector; null = first one")
+    highlight_cluster: int | None = Field(
+        ge=0, description="cluster outlined on the maps; null = most persistent by truth, else the largest"
+    )
+    gallery_clusters: int = Field(ge=1, description="clusters shown in the gallery (largest first)")
+    gallery_samples: int = Field(ge=1, description="patches shown per cluster")
+    saliency_samples: int = Field(ge=0, description="patches with a saliency map; 0 skips saliency")
+    saliency_unit: int | None = Field(ge=0, description="latent unit explained; null = the latent norm")
+    scatter_max_points: int = Field(ge=100, description="points drawn in the UMAP scatter")
+
+
+class ClusterParams(Section):
+    """Clustering of the latent space (``cluster`` stage)."""
+
+    out: str = Field(description="output folder: assignments, clusters, fitted models")
+    metrics: str = Field(description="output JSON of the clustering scores (DVC metrics)")
+    mode: Literal["channelwise", "merged"] = Field(description="per horizontal channel, or all together")
+    fit_splits: list[Literal["train", "val", "test"]] = Field(min_length=1, description="splits fitted")
+    fit_max_patches: int = Field(ge=10, description="per group: seeded subsample fitted, the rest transformed")
+    n_components: CountRange
+    covariance_type: Literal["full", "tied", "diag", "spherical"]
+    selection: Literal["bic", "aic", "elbow"] = Field(description="rule choosing the cluster count")
+    gmm_n_init: int = Field(ge=1, description="initialisations per mixture fit")
+    kmeans: bool = Field(description="also score K-means over the same counts")
+    silhouette_max_patches: int = Field(ge=10, description="subsample for the K-means silhouette")
+    neighbourhood_threshold: float = Field(gt=0, description="Mahalanobis distance bounding a cluster")
+    diversity_max_patches: int = Field(ge=2, description="subsample for pairwise patch distances")
+    plots: ClusterPlotParams
+
+
+class BackgroundParams(Section):
+    """The study's Solution 1: background removal on the normalised detector (``patches`` stage)."""
+
+    enabled: bool
+    threshold: float = Field(ge=0, le=1, description="absolute level in [0, 1] below which pixels are zeroed")
+    mad_factor: float = Field(ge=0, description="keep pixels above median + mad_factor * MAD / 0.6745")
+    min_neighbor: int = Field(ge=1, description="connected regions with fewer pixels are removed")
+
+
+class SplitParams(Section):
+    """Train/validation/test split of the patches."""
+
+    mode: Literal["grouped", "random"] = Field(description="grouped: whole exposures per split; random")
+    train: float = Field(gt=0, lt=1)
+    val: float = Field(ge=0, lt=1)
+    test: float = Field(ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitParams:
+        if abs(self.train + self.val + self.test - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must be 1, got {self.train + self.val + self.test}")
+        return self
+
+
+class PatchesParams(Section):
+    """Detector images to normalised square patches (``patches`` stage)."""
+
+    raw: str = Field(description="folder of input exposures")
+    out: str = Field(description="output folder")
+    size: int = Field(ge=4, le=2040, description="patch side in pixels")
+    stride: int = Field(ge=1, le=2040, description="step between patches in pixels; = size: no overlap")
+    n_channels: int = Field(ge=1, le=2040, description="horizontal bands (channels) per detector")
+    low_percentile: float = Field(ge=0, lt=100, description="percentile of usable pixels mapped to 0")
+    high_percentile: float = Field(gt=0, le=100, description="percentile of usable pixels mapped to 1")
+    background: BackgroundParams
+    split: SplitParams
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PatchesParams:
+        if self.high_percentile <= self.low_percentile:
+            raise ValueError("high_percentile must be above low_percentile")
+        return self
+
+
+class PatchTruthParams(Section):
+    """Evaluation-only truth class of each patch (``patch_truth`` stage)."""
+
+    out: str = Field(description="output CSV")
+    persistence_threshold: float = Field(gt=0, description="e-: a pixel holds persistence above this signal")
+    min_pixels: int = Field(ge=1, description="persistence pixels that make a patch a persistence patch")
+
+
+class AeParams(Section):
+    """Autoencoder and its training (``train_ae`` stage); Optuna searches some of these."""
+
+    arch: Literal["seed", "compact"] = Field(description="seed: the study's network; compact: dense")
+    widths: list[int] = Field(min_length=3, max_length=3, description="channels of the 3 convolution levels")
+    latent_dim: int = Field(ge=1, le=256, description="dense bottleneck size (compact only)")
+    loss: Literal["mse", "mae", "bce"] = Field(description="training loss over usable pixels")
+    lr: float = Field(gt=0, description="Adam learning rate")
+    batch_size: int = Field(ge=1)
+    epochs: int = Field(ge=1, description="maximum epochs per training")
+    patience: int = Field(ge=1, description="early stopping: epochs without validation improvement")
+    lr_patience: int = Field(ge=0, description="reduce-LR-on-plateau patience in epochs")
+    lr_factor: float = Field(gt=0, lt=1, description="learning-rate multiplier on a plateau")
+    min_lr: float = Field(ge=0)
+    amp: bool = Field(description="mixed precision (float16 autocast) when training on CUDA")
+    max_train_patches: int = Field(ge=1, description="seeded subsample of the train split per epoch")
+    max_val_patches: int = Field(ge=1, description="seeded subsample of the val (and test) split")
+    checkpoint_dir: str = Field(description="per-training resumable checkpoints (not a DVC output)")
+    model: str = Field(description="output model file")
+    metrics: str = Field(description="output metrics JSON")
+    loss_curve: str = Field(description="output per-epoch loss CSV (DVC plot)")
+
+
+class OptunaSearchParams(Section):
+    """Search space of the Optuna study; one-element lists fix a value."""
+
+    lr: list[float] = Field(min_length=2, max_length=2, description="log-uniform [min, max]")
+    batch_size: list[int] = Field(min_length=1)
+    widths: list[list[int]] = Field(min_length=1)
+    latent_dim: list[int] = Field(min_length=1, description="searched only for ae.arch compact")
+    loss: list[Literal["mse", "mae", "bce"]] = Field(min_length=1)
+
+
+class OptunaParams(Section):
+    """Hyper-parameter study of the autoencoder (``train_ae`` stage)."""
+
+    n_trials: int = Field(ge=0, description="0 = train once with the ae values")
+    storage: str = Field(description="Optuna storage URL (SQLite: an interrupted study resumes)")
+    study: str = Field(description="study name prefix; a fingerprint of data and settings is appended")
+    pruner_startup_trials: int = Field(ge=0, description="MedianPruner: trials before pruning starts")
+    pruner_warmup_epochs: int = Field(ge=0, description="MedianPruner: epochs before a trial can be pruned")
+    search: OptunaSearchParams
+
+
+class EmbedParams(Section):
+    """Latent vectors and reconstruction loss of every patch (``embed`` stage)."""
+
+    out: str = Field(description="output folder")
+    batch_size: int = Field(ge=1)
+    plot: str = Field(description="output figure of the reconstruction-loss distributions")
+
+
+class UnetAugmentParams(Section):
+    """Augmentations of the UNet training tiles (see :mod:`slewdark.unet_data` for why only flips)."""
+
+    horizontal_flip: bool = Field(description="x mirror: RGS000-like <-> RGS180-like traces, tilt +4 <-> -4")
+    vertical_flip: bool = Field(description="y mirror: tilt +4 <-> -4, dispersion stays along x")
+
+
+class UnetInferenceParams(Section):
+    """Tiled inference geometry, stored in the checkpoint (``slewdark predict`` reads it from there)."""
+
+    tile: int = Field(ge=32, le=2040, description="tile side in px, a multiple of 2**encoder_depth")
+    overlap: int = Field(ge=0, description="minimum overlap of neighbouring tiles and blending ramp, px")
+
+
+class UnetOptunaParams(Section):
+    """Optional Optuna search of the UNet learning rate and loss (validation F1 against the labels)."""
+
+    n_trials: int = Field(ge=0, description="0 = train once with the unet values")
+    lr: list[float] = Field(min_length=2, max_length=2, description="log-uniform [min, max]")
+    loss: list[Literal["dice_bce", "focal"]] = Field(min_length=1)
+
+
+class UnetParams(Section):
+    """The segmentation UNet (``train_unet`` stage) and the geometry it is applied with."""
+
+    encoder_name: str = Field(description="smp encoder, or timm with the tu- prefix; never downloaded")
+    encoder_depth: int = Field(ge=3, le=5, description="encoder stages; output stride 2**depth")
+    encoder_width: int | None = Field(ge=4, description="timm ResNet stem width (stages x1, x2, x4, x8); null = stock")
+    decoder_channels: list[int] = Field(min_length=3, max_length=5, description="decoder block widths, deepest first")
+    in_channels: Literal[1, 2] = Field(description="1: slew dark; 2: and the previous exposure")
+    prev_high_percentile: float = Field(gt=0, le=100, description="stretch of the previous exposure (2 channels)")
+    raw: str = Field(description="folder of the training exposures")
+    masks: str = Field(description="folder of the pseudo-masks")
+    val_fraction: float = Field(gt=0, lt=1, description="share of whole exposures held out for validation")
+    tile: int = Field(ge=32, le=2040, description="training tile side in px, a multiple of 2**encoder_depth")
+    tiles_per_detector: int = Field(ge=1, description="training tiles cut per detector")
+    positive_fraction: float = Field(ge=0, le=1, description="share of tiles centred on labelled pixels")
+    augment: UnetAugmentParams
+    loss: Literal["dice_bce", "focal"] = Field(description="weighted BCE + soft Dice, or weighted focal")
+    focal_gamma: float = Field(ge=0, description="focusing exponent of the focal loss")
+    lr: float = Field(gt=0, description="Adam learning rate")
+    batch_size: int = Field(ge=1, description="tiles per training step")
+    epochs: int = Field(ge=1, description="maximum epochs")
+    patience: int = Field(ge=1, description="early stopping: epochs without a lower validation loss")
+    lr_patience: int = Field(ge=0, description="reduce-LR-on-plateau patience in epochs")
+    lr_factor: float = Field(gt=0, lt=1)
+    min_lr: float = Field(ge=0)
+    amp: bool = Field(description="float16 autocast when training on CUDA (ignored on CPU)")
+    threshold: float = Field(gt=0, lt=1, description="probability at and above which a pixel is persistence")
+    inference: UnetInferenceParams
+    optuna: UnetOptunaParams
+    checkpoint_dir: str = Field(description="resumable per-training checkpoints (not a DVC output)")
+    model: str = Field(description="output checkpoint, pseudo-label model")
+    metrics: str = Field(description="output metrics JSON, pseudo-label model")
+    loss_curve: str = Field(description="output per-epoch loss CSV, pseudo-label model")
+    truth_model: str = Field(description="output checkpoint of the truth-trained ceiling")
+    truth_metrics: str = Field(description="output metrics JSON of the ceiling")
+    truth_loss_curve: str = Field(description="output loss CSV of the ceiling")
+
+    @model_validator(mode="after")
+    def _tiles_fit_the_network(self) -> UnetParams:
+        stride = 2**self.encoder_depth
+        if len(self.decoder_channels) != self.encoder_depth:
+            raise ValueError(f"decoder_channels needs {self.encoder_depth} entries (one per encoder stage)")
+        for name, side in (("tile", self.tile), ("inference.tile", self.inference.tile)):
+            if side % stride:
+                raise ValueError(f"{name} ({side}) must be a multiple of 2**encoder_depth = {stride}")
+        if self.inference.overlap >= self.inference.tile:
+            raise ValueError("inference.overlap must be smaller than inference.tile")
+        return self
+
+
+class PredictParams(Section):
+    """How ``slewdark predict`` runs (none of these change the mask; without params.yaml: see the CLI help)."""
+
+    inputs: str = Field(description="folder whose exposures the predict stage reads")
+    out: str = Field(description="output folder of <stem>.mask.fits")
+    batch_size: int = Field(ge=1, description="tiles per forward pass")
+    num_threads: int = Field(ge=0, description="torch CPU threads; 0 = torch's default")
+    write_prob: bool = Field(description="write DETxy.PROB beside DETxy.MASK")
+
+
+class AstroscrappyParams(Section):
+    """Settings of the astroscrappy baseline (``astroscrappy.detect_cosmics``), data in electrons."""
+
+    sigclip: float = Field(gt=0, description="Laplacian-to-noise limit for cosmic-ray detection")
+    sigfrac: float = Field(gt=0, description="fractional detection limit for neighbouring pixels")
+    objlim: float = Field(gt=0, description="contrast limit between cosmic rays and the underlying object")
+    niter: int = Field(ge=1, description="iterations")
+    readnoise: float = Field(ge=0, description="e-")
+
+
+class EvaluateParams(Section):
+    """Evaluation against the simulator's truth on the held-out set (``evaluate`` stage)."""
+
+    heldout: str = Field(description="folder of the held-out exposures (with .truth.fits)")
+    predictions: str = Field(description="folder of the UNet's <stem>.mask.fits")
+    truth_threshold: float = Field(gt=0, description="e-: a pixel is persistence when the true signal exceeds it")
+    amplitude_bins: list[float] = Field(min_length=2, description="e-: edges of the recall-vs-amplitude bins")
+    object_hit_fraction: float = Field(gt=0, le=1, description="share of a truth object's pixels flagged to find it")
+    pr_thresholds: int = Field(ge=2, description="probability thresholds of the PR curve")
+    baselines: list[Literal["pseudomask", "unet_truth", "astroscrappy"]] = Field(description="methods compared")
+    astroscrappy: AstroscrappyParams
+    metrics: str = Field(description="output metrics JSON")
+    table: str = Field(description="output comparison table (Markdown)")
+    plots: str = Field(description="output folder of pr_curve.csv and recall_vs_amplitude.csv")
+
+    @field_validator("amplitude_bins")
+    @classmethod
+    def _increasing(cls, value: list[float]) -> list[float]:
+        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError(f"amplitude_bins must increase, got {value}")
+        return value
+
+
 class Params(Section):
     """All of ``params.yaml``."""
 
@@ -178,6 +459,16 @@ class Params(Section):
     tracking: TrackingParams
     simulate: SimulateParams
     heldout: HeldoutParams
+    umap: UmapParams
+    cluster: ClusterParams
+    patches: PatchesParams
+    patch_truth: PatchTruthParams
+    ae: AeParams
+    optuna: OptunaParams
+    embed: EmbedParams
+    unet: UnetParams
+    predict: PredictParams
+    evaluate: EvaluateParams
 
     def heldout_simulation(self) -> SimulateParams:
         """The held-out set's simulation: ``simulate`` with ``heldout``'s own keys."""

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from slewdark.errors import SlewdarkError
+
 log = logging.getLogger(__name__)
 
 ENV_URI = "MLFLOW_TRACKING_URI"
@@ -129,8 +131,14 @@ class StageRun:
 
         mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
-    def log_torch_model(self, model: Any, name: str, registered_model: str | None = None) -> str | None:
+    def log_torch_model(
+        self, model: Any, name: str, registered_model: str | None = None, input_example: Any = None
+    ) -> str | None:
         """Log a torch module as an MLflow model; register it when a name is given.
+
+        ``input_example`` (a numpy batch) is traced into MLflow's default
+        ``pt2`` format and gives the model a signature; without one the module
+        is pickled.
 
         Returns
         -------
@@ -140,7 +148,12 @@ class StageRun:
         import mlflow.pytorch
 
         info = mlflow.pytorch.log_model(
-            model, name=name, registered_model_name=registered_model, pip_requirements=[]
+            model,
+            name=name,
+            registered_model_name=registered_model,
+            pip_requirements=[],
+            input_example=input_example,
+            serialization_format="pickle" if input_example is None else "pt2",
         )
         version = getattr(info, "registered_model_version", None)
         return None if version is None else str(version)
@@ -189,3 +202,86 @@ def stage_run(
             handle.log_params(params)
         log.info("MLflow run %s (%s) in %s", handle.run_id, stage, tracking_uri(uri))
         yield handle
+
+
+def model_version_for_run(uri: str, name: str, run_id: str) -> str:
+    """The version of registered model ``name`` that run ``run_id`` logged.
+
+    Raises
+    ------
+    SlewdarkError
+        When the run registered no version of that model.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri(uri))
+    versions = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    if not versions:
+        raise SlewdarkError(f"no version of registered model {name!r} comes from MLflow run {run_id}")
+    return max(versions, key=lambda v: int(v.version)).version
+
+
+def promote_model(uri: str, name: str, version: str, alias: str, tags: Mapping[str, str]) -> None:
+    """Point ``alias`` (e.g. ``production``) at ``version`` and tag that version."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri(uri))
+    client.set_registered_model_alias(name, alias, version)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    log.info("%s version %s is now @%s", name, version, alias)
+
+
+CHECKPOINT_ARTIFACT = "checkpoint/unet.pt"
+
+
+def download_registered_checkpoint(model_uri: str, uri: str | None = None) -> Path:
+    """Download the UNet checkpoint of a registered model version.
+
+    ``train-unet`` stores ``models/unet.pt`` as the run artifact
+    :data:`CHECKPOINT_ARTIFACT` of the run that registered the version; this
+    resolves ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` to that run and
+    fetches the file (into MLflow's temporary download folder).
+
+    Parameters
+    ----------
+    model_uri
+        Registry URI.
+    uri
+        Default tracking URI (``$MLFLOW_TRACKING_URI`` wins); None requires the
+        environment variable.
+
+    Returns
+    -------
+    Path
+        The downloaded checkpoint.
+
+    Raises
+    ------
+    SlewdarkError
+        When the URI is malformed, no tracking store is known, or the version
+        or its checkpoint does not exist.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    reference = model_uri.removeprefix("models:/")
+    name, sep_alias, alias = reference.partition("@")
+    if not sep_alias:
+        name, _, version = reference.partition("/")
+    store = os.environ.get(ENV_URI) or uri
+    if not store or not name or not (alias if sep_alias else version):
+        raise SlewdarkError(
+            f"{model_uri}: need models:/NAME@ALIAS or models:/NAME/VERSION and a tracking store "
+            f"(params.yaml tracking.uri or ${ENV_URI})"
+        )
+    client = mlflow.MlflowClient(store)
+    try:
+        found = client.get_model_version_by_alias(name, alias) if sep_alias else client.get_model_version(name, version)
+        path = mlflow.artifacts.download_artifacts(
+            run_id=found.run_id, artifact_path=CHECKPOINT_ARTIFACT, tracking_uri=store
+        )
+    except MlflowException as error:
+        raise SlewdarkError(f"{model_uri}: cannot fetch the checkpoint from {store}: {error.message}") from None
+    log.info("%s is version %s of run %s", model_uri, found.version, found.run_id)
+    return Path(path)

@@ -1,0 +1,1 @@
+"""Figures of the pipeline stages, as matplotlib Figures (no global pyplot state)."""

@@ -1,0 +1,57 @@
+"""MLflow is reached through slewdark.tracking, against a real SQLite store."""
+
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from slewdark import tracking
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    return uri
+
+
+def test_stage_run_records_params_metrics_and_lineage(store: str, tmp_path: Path) -> None:
+    (tmp_path / "dvc.lock").write_text(
+        yaml.safe_dump(
+            {
+                "schema": "2.0",
+                "stages": {
+                    "patches": {"deps": [], "outs": [{"path": "data/patches", "md5": "abc.dir"}]},
+                    "train_ae": {"deps": [{"path": "data/patches", "md5": "old.dir"}]},
+                },
+            }
+        )
+    )
+    with tracking.stage_run("train_ae", "sqlite:///ignored.db", "exp", {"ae": {"lr": 0.001}}) as run:
+        run.log_metrics({"loss": 0.5}, step=0)
+        run.log_metrics({"loss": 0.25}, step=1)
+        run_id = run.run_id
+    client = mlflow.MlflowClient(store)
+    recorded = client.get_run(run_id)
+    assert recorded.data.params["ae.lr"] == "0.001"
+    assert recorded.data.tags["dvc.stage"] == "train_ae"
+    assert recorded.data.tags["dvc.input.data/patches"] == "abc.dir"
+    assert "git.commit" in recorded.data.tags
+    history = client.get_metric_history(run_id, "loss")
+    assert [m.value for m in history] == [0.5, 0.25]
+    assert not (tmp_path / "ignored.db").exists()
+
+
+def test_nested_runs_are_children(store: str) -> None:
+    with tracking.stage_run("train_ae", store, "exp") as parent:
+        with tracking.stage_run("train_ae", store, "exp", run_name="trial-0", nested=True) as child:
+            child_id = child.run_id
+        parent_id = parent.run_id
+    tags = mlflow.MlflowClient(store).get_run(child_id).data.tags
+    assert tags["mlflow.parentRunId"] == parent_id
+
+
+def test_flatten_nested_params() -> None:
+    assert tracking.flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
