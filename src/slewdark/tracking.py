@@ -277,11 +277,15 @@ def download_registered_checkpoint(model_uri: str, uri: str | None = None) -> Pa
         )
     client = mlflow.MlflowClient(store)
     try:
-        found = client.get_model_version_by_alias(name, alias) if sep_alias else client.get_model_version(name, version)
+        if sep_alias:
+            found = client.get_model_version_by_alias(name, alias)
+        else:
+            found = client.get_model_version(name, version)
         path = mlflow.artifacts.download_artifacts(
             run_id=found.run_id, artifact_path=CHECKPOINT_ARTIFACT, tracking_uri=store
         )
     except MlflowException as error:
-        raise SlewdarkError(f"{model_uri}: cannot fetch the checkpoint from {store}: {error.message}") from None
+        problem = f"cannot fetch the checkpoint from {store}: {error.message}"
+        raise SlewdarkError(f"{model_uri}: {problem}") from None
     log.info("%s is version %s of run %s", model_uri, found.version, found.run_id)
     return Path(path)

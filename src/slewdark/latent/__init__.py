@@ -1,0 +1,1 @@
+"""Latent-space analysis: UMAP, Gaussian mixtures, channels, neighbourhoods, diversity, saliency."""

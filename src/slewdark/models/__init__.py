@@ -1,0 +1,1 @@
+"""Neural networks of the pipeline: autoencoders (:mod:`.ae`) and the segmentation UNet."""
