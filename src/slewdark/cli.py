@@ -114,6 +114,26 @@ COMMANDS["inspect"] = _run_inspect
 COMMANDS["show"] = _run_show
 
 
+# --- profile ----------------------------------------------------------------------------
+
+
+def _add_profile(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profile", help="print a parameter profile as `dvc exp run -S` arguments")
+    p.add_argument("name", help="profile in profiles/<name>.yaml, e.g. tiny or full")
+
+
+def _run_profile(args: argparse.Namespace) -> int:
+    import shlex
+
+    from slewdark.profiles import dvc_set_args
+
+    print(shlex.join(dvc_set_args(args.name, args.params)))
+    return 0
+
+
+COMMANDS["profile"] = _run_profile
+
+
 # --- release --------------------------------------------------------------------------
 
 
@@ -288,6 +308,7 @@ PARSERS = [
     _add_simulate,
     _add_inspect,
     _add_show,
+    _add_profile,
     _add_release,
     _add_patches,
     _add_patch_truth,

@@ -51,6 +51,8 @@ class DetectorSim(Section):
     channel_offset_sigma: float = Field(ge=0, description="e-, per output channel")
     row_noise_sigma: float = Field(ge=0, description="e-, 1/f-like row-correlated noise")
     amp_glow: float = Field(ge=0, description="e- at the glowing corners; 0 disables")
+    amp_glow_scale: float = Field(gt=0, description="pixels, e-folding distance of the glow")
+    pixel_size: float = Field(gt=0, description="micrometres (18 for the H2RG)")
 
 
 class HotPixelSim(Section):
@@ -71,7 +73,11 @@ class CosmicRaySim(Section):
     charge_max: float = Field(gt=0, description="e-, upper end of the deposited charge")
     max_track_length: float = Field(ge=1, description="pixels, grazing incidence")
     diffusion_sigma: float = Field(ge=0, description="pixels, charge diffusion")
+    thickness: float = Field(gt=0, description="depth of the absorbing layer in pixel pitches")
+    truth_threshold: float = Field(gt=0, description="e-: deposited charge that marks a pixel hit in truth")
     snowball_rate: float = Field(ge=0, description="snowballs per detector per 1000 s")
+    snowball_radius: tuple[float, float] = Field(description="pixels, uniform range of snowball radii")
+    snowball_charge: tuple[float, float] = Field(description="e- per pixel at a snowball's core, range")
 
 
 class SkySim(Section):

@@ -1,0 +1,1 @@
+"""Simulated Euclid NISP slew darks: previous exposure, persistence, detector and truth."""
