@@ -31,7 +31,7 @@ class Section(BaseModel):
 
 def _detector_list(value: Any) -> list[str]:
     """Accept ``[11, 12]``, ``["11", "12"]`` or ``"11,12"`` and check each id."""
-    items = value.split(",") if isinstance(value, str) else list(value)
+    items = str(value).split(",") if isinstance(value, str | int) else list(value)
     ids = [str(item).strip() for item in items]
     bad = [d for d in ids if d not in DETECTOR_IDS]
     if bad or not ids:
