@@ -166,3 +166,12 @@ def test_every_contract_violation_is_one_named_error(tmp_path):
         assert message.startswith(str(path)), kind
         assert expected in message, (kind, message)
         assert "\n" not in message, kind
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    path = exposure(tmp_path / "perm.fits")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
