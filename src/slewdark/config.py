@@ -9,6 +9,7 @@ reads ``params.yaml`` itself.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -226,7 +227,7 @@ class ClusterParams(Section):
     metrics: str = Field(description="output JSON of the clustering scores (DVC metrics)")
     mode: Literal["channelwise", "merged"] = Field(description="per horizontal channel, or all together")
     fit_splits: list[Literal["train", "val", "test"]] = Field(min_length=1, description="splits fitted")
-    fit_max_patches: int = Field(ge=10, description="per group: seeded subsample fitted, the rest transformed")
+    fit_max_patches: int = Field(ge=10, description="per group: seeded subsample fitted")
     n_components: CountRange
     covariance_type: Literal["full", "tied", "diag", "spherical"]
     selection: Literal["bic", "aic", "elbow"] = Field(description="rule choosing the cluster count")
@@ -369,10 +370,10 @@ class UnetParams(Section):
 
     encoder_name: str = Field(description="smp encoder, or timm with the tu- prefix; never downloaded")
     encoder_depth: int = Field(ge=3, le=5, description="encoder stages; output stride 2**depth")
-    encoder_width: int | None = Field(ge=4, description="timm ResNet stem width (stages x1, x2, x4, x8); null = stock")
-    decoder_channels: list[int] = Field(min_length=3, max_length=5, description="decoder block widths, deepest first")
+    encoder_width: int | None = Field(ge=4, description="timm ResNet stem width; null = stock")
+    decoder_channels: list[int] = Field(min_length=3, max_length=5, description="deepest first")
     in_channels: Literal[1, 2] = Field(description="1: slew dark; 2: and the previous exposure")
-    prev_high_percentile: float = Field(gt=0, le=100, description="stretch of the previous exposure (2 channels)")
+    prev_high_percentile: float = Field(gt=0, le=100, description="previous exposure stretch")
     raw: str = Field(description="folder of the training exposures")
     masks: str = Field(description="folder of the pseudo-masks")
     val_fraction: float = Field(gt=0, lt=1, description="share of whole exposures held out for validation")
@@ -415,7 +416,7 @@ class UnetParams(Section):
 
 
 class PredictParams(Section):
-    """How ``slewdark predict`` runs (none of these change the mask; without params.yaml: see the CLI help)."""
+    """How ``slewdark predict`` runs (none of these change the mask)."""
 
     inputs: str = Field(description="folder whose exposures the predict stage reads")
     out: str = Field(description="output folder of <stem>.mask.fits")
@@ -439,11 +440,11 @@ class EvaluateParams(Section):
 
     heldout: str = Field(description="folder of the held-out exposures (with .truth.fits)")
     predictions: str = Field(description="folder of the UNet's <stem>.mask.fits")
-    truth_threshold: float = Field(gt=0, description="e-: a pixel is persistence when the true signal exceeds it")
+    truth_threshold: float = Field(gt=0, description="e-: true persistence above it")
     amplitude_bins: list[float] = Field(min_length=2, description="e-: edges of the recall-vs-amplitude bins")
-    object_hit_fraction: float = Field(gt=0, le=1, description="share of a truth object's pixels flagged to find it")
+    object_hit_fraction: float = Field(gt=0, le=1, description="share of an object flagged")
     pr_thresholds: int = Field(ge=2, description="probability thresholds of the PR curve")
-    baselines: list[Literal["pseudomask", "unet_truth", "astroscrappy"]] = Field(description="methods compared")
+    baselines: list[Literal["pseudomask", "unet_truth", "astroscrappy"]] = Field(description="compared")
     astroscrappy: AstroscrappyParams
     metrics: str = Field(description="output metrics JSON")
     table: str = Field(description="output comparison table (Markdown)")
@@ -452,7 +453,7 @@ class EvaluateParams(Section):
     @field_validator("amplitude_bins")
     @classmethod
     def _increasing(cls, value: list[float]) -> list[float]:
-        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(value)):
             raise ValueError(f"amplitude_bins must increase, got {value}")
         return value
 
