@@ -302,6 +302,71 @@ COMMANDS["cluster"] = _run_cluster
 COMMANDS["classify"] = _run_classify
 
 
+# --- train-unet, predict -----------------------------------------------------------------
+
+
+def _add_train_unet(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-unet", help="train the segmentation UNet (MLflow run) -> models/unet.pt")
+    p.add_argument(
+        "--labels",
+        choices=["pseudo", "truth"],
+        default="pseudo",
+        help="pseudo: the pseudo-masks (the product, default); truth: the simulator's truth "
+        "(the evaluation's supervised ceiling, written to unet.truth_model)",
+    )
+    p.add_argument("--epochs", type=int, help="maximum epochs")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params device")
+
+
+def _run_train_unet(args: argparse.Namespace) -> int:
+    from slewdark.train_unet import run_train_unet
+
+    params = _params(args, {"unet.epochs": args.epochs, "device": args.device})
+    log.info("wrote %s", run_train_unet(params, args.labels))
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="persistence mask of exposures -> DIR/<stem>.mask.fits")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="slew-dark exposure FITS files, or folders (their exposures, without .prev/.truth companions)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--model",
+        help="checkpoint path or registry URI models:/NAME@ALIAS (default: params unet.model)",
+    )
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params device")
+    p.add_argument("--dq", action="store_true", help="also write DETxy.DQ with the persistence bit set")
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from slewdark.patches import exposure_files
+    from slewdark.predict import PredictOptions, load_unet, predict_files
+    from slewdark.training import resolve_device
+
+    inputs = [f for path in args.inputs for f in (exposure_files(path) if path.is_dir() else [path])]
+    if not inputs:
+        raise SlewdarkError(f"no exposure in {', '.join(map(str, args.inputs))}")
+    params = _params(args, {"device": args.device})
+    cfg = params.predict
+    model = load_unet(args.model or params.unet.model, resolve_device(params.device), params.tracking.uri)
+    options = PredictOptions(cfg.batch_size, cfg.write_prob, args.dq, cfg.num_threads, cfg.autocast)
+    report = predict_files(inputs, args.out, model, options)
+    log.info("wrote %d of %d masks to %s", len(report.written), len(inputs), args.out)
+    if report.failed:
+        print(f"slewdark predict: {len(report.failed)} of {len(inputs)} files failed", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+COMMANDS["train-unet"] = _run_train_unet
+COMMANDS["predict"] = _run_predict
+
+
 # --- entry point ----------------------------------------------------------------------
 
 PARSERS = [
@@ -316,6 +381,8 @@ PARSERS = [
     _add_embed,
     _add_cluster,
     _add_classify,
+    _add_train_unet,
+    _add_predict,
 ]
 
 

@@ -416,13 +416,14 @@ class UnetParams(Section):
 
 
 class PredictParams(Section):
-    """How ``slewdark predict`` runs (none of these change the mask)."""
+    """How ``slewdark predict`` runs (only ``autocast`` may change a few borderline pixels)."""
 
     inputs: str = Field(description="folder whose exposures the predict stage reads")
     out: str = Field(description="output folder of <stem>.mask.fits")
     batch_size: int = Field(ge=1, description="tiles per forward pass")
     num_threads: int = Field(ge=0, description="torch CPU threads; 0 = torch's default")
     write_prob: bool = Field(description="write DETxy.PROB beside DETxy.MASK")
+    autocast: bool = Field(description="bfloat16 on CPUs with native support, float16 on CUDA")
 
 
 class AstroscrappyParams(Section):

@@ -1,0 +1,156 @@
+"""train_unet: weighted losses, physical flips, and a real training with MLflow run, registry and resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+
+from slewdark.config import load_params
+from slewdark.predict import load_unet
+from slewdark.train_unet import run_train_unet, split_exposures, weighted_loss
+from slewdark.unet_data import augment
+
+REPO = Path(__file__).resolve().parents[1]
+SIDE = 2040
+
+
+def write_training_set(folder: Path, n: int) -> None:
+    """``n`` one-detector slew darks with a faint streak, their pseudo-masks and truth files."""
+    raw, masks = folder / "raw", folder / "masks"
+    raw.mkdir()
+    masks.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        sci = (9.0 * rng.standard_normal((SIDE, SIDE))).astype(np.float32)
+        label = np.zeros((SIDE, SIDE), dtype=np.uint8)
+        row = 200 + 150 * i
+        label[row : row + 3, 100:1900] = 1
+        sci[label > 0] += 40.0
+        weight = np.ones((SIDE, SIDE), dtype=np.float32)
+        weight[:, :50] = 0.0
+        primary = fits.PrimaryHDU()
+        primary.header["EXPTIME"] = 100.0
+        fits.HDUList([primary, fits.ImageHDU(sci, name="DET11.SCI")]).writeto(raw / f"sd_{i}.fits")
+        fits.HDUList(
+            [
+                fits.PrimaryHDU(),
+                fits.ImageHDU(label, name="DET11.MASK"),
+                fits.ImageHDU(weight, name="DET11.WEIGHT"),
+            ]
+        ).writeto(masks / f"sd_{i}.pseudo.fits")
+        truth = [
+            fits.ImageHDU(label.astype(np.float32) * 40.0, name="DET11.PERS"),
+            fits.ImageHDU(np.zeros_like(label), name="DET11.CR"),
+            fits.ImageHDU(np.zeros_like(label), name="DET11.HOT"),
+        ]
+        fits.HDUList([fits.PrimaryHDU(), *truth]).writeto(raw / f"sd_{i}.truth.fits")
+
+
+@pytest.fixture
+def tiny_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    write_training_set(tmp_path, 3)
+    overrides = {
+        "unet.encoder_depth": 3,
+        "unet.encoder_width": 4,
+        "unet.decoder_channels": [8, 8, 4],
+        "unet.raw": "raw",
+        "unet.masks": "masks",
+        "unet.tile": 64,
+        "unet.tiles_per_detector": 4,
+        "unet.batch_size": 4,
+        "unet.epochs": 1,
+        "unet.inference.tile": 512,
+        "unet.inference.overlap": 16,
+        "unet.checkpoint_dir": "ckpt",
+        "device": "cpu",
+    }
+    return load_params(REPO / "params.yaml", overrides)
+
+
+def test_loss_ignores_zero_weight_pixels() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 16, 16)
+    target = (torch.rand(2, 16, 16) > 0.8).float()
+    weight = torch.ones(2, 16, 16)
+    weight[:, :, :4] = 0.0
+    changed = logits.clone()
+    changed[..., :4] = 50.0
+    other_target = target.clone()
+    other_target[..., :4] = 1.0 - other_target[..., :4]
+    for kind in ("dice_bce", "focal"):
+        base = weighted_loss(kind, logits, target, weight, 2.0)
+        assert torch.isclose(base, weighted_loss(kind, changed, other_target, weight, 2.0))
+        assert float(weighted_loss(kind, 20.0 * (2 * target[:, None] - 1), target, weight, 2.0)) < 0.05
+
+
+def test_flips_move_inputs_labels_and_weights_together() -> None:
+    x = torch.arange(2 * 1 * 4 * 6, dtype=torch.float32).reshape(2, 1, 4, 6)
+    y, w = x[:, 0].clone(), x[:, 0].clone() * 2
+    generator = torch.Generator().manual_seed(1)
+    fx, fy, fw = augment(x, y, w, (True, True), generator)
+    assert torch.equal(fx[:, 0], fy) and torch.equal(fw, 2 * fy)
+    assert sorted(fx.flatten().tolist()) == sorted(x.flatten().tolist())
+    same, _, _ = augment(x, y, w, (False, False), generator)
+    assert torch.equal(same, x)
+
+
+def test_split_holds_out_whole_exposures() -> None:
+    files = [Path(f"e{i}.fits") for i in range(8)]
+    train, val = split_exposures(files, 0.25, seed=3)
+    assert len(val) == 2 and not set(train) & set(val) and len(train) + len(val) == 8
+    assert split_exposures(files, 0.25, seed=3) == (train, val)
+
+
+def test_train_unet_writes_checkpoint_mlflow_run_and_registered_model(tiny_setup: object) -> None:
+    params = tiny_setup
+    model_path = run_train_unet(params, "pseudo")
+    assert model_path == Path("models/unet.pt")
+    unet = load_unet(model_path, torch.device("cpu"))
+    assert unet.arch["encoder_depth"] == 3 and unet.tile == 512 and unet.overlap == 16
+    assert unet.registered_version == "1"
+    metrics = json.loads(Path("metrics/unet.json").read_text())
+    assert metrics["labels"] == "pseudo" and metrics["epochs"] == 1 and 0.0 <= metrics["val_label_f1"] <= 1.0
+    curve = Path("plots/unet/loss.csv").read_text().splitlines()
+    assert curve[0] == "epoch,train_loss,val_loss,lr" and len(curve) == 2
+
+    client = mlflow.MlflowClient()
+    run = client.get_run(unet.mlflow_run_id)
+    assert run.data.tags["dvc.stage"] == "train_unet"
+    assert {"train_loss", "val_loss", "val_label_f1"} <= set(run.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"samples.png", "checkpoint", "unet.json"} <= artifacts
+    version = client.get_model_version(params.tracking.registered_model, "1")
+    assert version.run_id == unet.mlflow_run_id
+
+    client.set_registered_model_alias(params.tracking.registered_model, "production", "1")
+    for uri in ("1", "@production"):
+        reference = f"models:/{params.tracking.registered_model}{'/' if uri == '1' else ''}{uri}"
+        from_registry = load_unet(reference, torch.device("cpu"))
+        assert from_registry.source == reference
+        for key, value in unet.network.state_dict().items():
+            assert torch.equal(value, from_registry.network.state_dict()[key])
+
+    # A second call finds the finished checkpoint and writes the same weights (resume).
+    run_train_unet(params, "pseudo")
+    again = load_unet(model_path, torch.device("cpu"))
+    for key, value in unet.network.state_dict().items():
+        assert torch.equal(value, again.network.state_dict()[key])
+
+
+def test_truth_labels_train_the_ceiling_without_registering(tiny_setup: object) -> None:
+    params = tiny_setup
+    path = run_train_unet(params, "truth")
+    assert path == Path("models/unet_truth.pt") and not Path("models/unet.pt").exists()
+    unet = load_unet(path, torch.device("cpu"))
+    assert unet.registered_version is None
+    assert json.loads(Path("metrics/unet_truth.json").read_text())["labels"] == "truth"
+    assert mlflow.MlflowClient().search_registered_models() == []
