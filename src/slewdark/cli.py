@@ -367,6 +367,26 @@ COMMANDS["train-unet"] = _run_train_unet
 COMMANDS["predict"] = _run_predict
 
 
+# --- evaluate -------------------------------------------------------------------------
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="UNet and baselines against the held-out truth -> metrics/eval.json")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params device")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from slewdark.evaluate import run_evaluate
+
+    params = _params(args, {"device": args.device})
+    run_evaluate(params)
+    log.info("wrote %s and %s", params.evaluate.metrics, params.evaluate.table)
+    return 0
+
+
+COMMANDS["evaluate"] = _run_evaluate
+
+
 # --- entry point ----------------------------------------------------------------------
 
 PARSERS = [
@@ -383,6 +403,7 @@ PARSERS = [
     _add_classify,
     _add_train_unet,
     _add_predict,
+    _add_evaluate,
 ]
 
 

@@ -434,6 +434,7 @@ class AstroscrappyParams(Section):
     objlim: float = Field(gt=0, description="contrast limit between cosmic rays and the underlying object")
     niter: int = Field(ge=1, description="iterations")
     readnoise: float = Field(ge=0, description="e-")
+    satlevel: float = Field(gt=0, description="e-: pixels above it are saturated, never cosmic rays")
 
 
 class EvaluateParams(Section):

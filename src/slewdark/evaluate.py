@@ -1,0 +1,410 @@
+"""The ``evaluate`` stage: the UNet and its baselines against the held-out truth, one table.
+
+Every method is scored on the same held-out exposures (``evaluate.heldout``,
+simulated with their own seed and never read by training or labelling), on the
+same usable pixels, with the same metrics (:mod:`slewdark.metrics`):
+
+- ``unet``: the product, read from the ``predict`` stage's
+  ``<stem>.mask.fits`` (``DETxy.MASK`` and ``DETxy.PROB``);
+- ``pseudomask``: the pseudo-masks' own segmentation (:mod:`slewdark.segment`)
+  applied directly to every held-out detector;
+- ``unet_truth``: the same network trained on the simulator's truth
+  (``unet.truth_model``), the supervised ceiling. It is run here in memory with
+  :mod:`slewdark.predict`'s functions and the ``predict`` section's batch size
+  and autocast, exactly as ``slewdark predict`` would run it, so no second
+  predictions folder is needed;
+- ``astroscrappy``: ``astroscrappy.detect_cosmics`` (L.A.Cosmic) on electrons,
+  to show what a standard artefact tool flags and misses.
+
+Exposures are read one detector at a time, and each method adds that
+detector's counts to its :class:`~slewdark.metrics.MethodScore`, so memory does
+not grow with the data set. Outputs: ``evaluate.metrics`` (JSON, per method),
+``evaluate.table`` (Markdown), and in ``evaluate.plots`` the DVC plot tables
+``pr.csv`` and ``recall_amplitude.csv`` with their PNG figures; all are logged
+to one MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from tqdm import tqdm
+
+from slewdark.config import AstroscrappyParams, Params
+from slewdark.errors import ContractError, SlewdarkError
+from slewdark.io.atomic import write_text_atomic
+from slewdark.io.fits import DetectorImage, ExposureInfo, iter_detectors, read_info, read_truth
+from slewdark.metrics import MethodScore, amplitude_label, pr_thresholds
+from slewdark.patches import exposure_files, write_table
+from slewdark.plots.evaluate import plot_pr, plot_recall_amplitude, save_figure
+from slewdark.tracking import stage_run
+from slewdark.truth import truth_file
+
+log = logging.getLogger(__name__)
+
+STAGE = "evaluate"
+PRODUCT = "unet"
+METHOD_ORDER = (PRODUCT, "pseudomask", "unet_truth", "astroscrappy")
+PR_COLUMNS = ("method", "threshold", "precision", "recall")
+AMPLITUDE_COLUMNS = ("method", "amplitude", "amplitude_high", "bin", "recall", "pixels")
+TABLE_COLUMNS = (
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("F1", "f1"),
+    ("IoU", "iou"),
+    ("object recall", "object_recall"),
+    ("CR px flagged", "cosmic_ray_flagged_fraction"),
+    ("hot px flagged", "hot_pixel_flagged_fraction"),
+)
+
+Prediction = tuple[np.ndarray, np.ndarray | None]
+MethodFn = Callable[[Path, ExposureInfo, DetectorImage], Prediction]
+"""``(exposure file, its header info, one detector) -> (boolean mask, probability or None)``."""
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What the stage wrote and measured.
+
+    Attributes
+    ----------
+    metrics
+        The content of ``evaluate.metrics``.
+    table
+        The Markdown comparison table.
+    """
+
+    metrics: dict[str, Any]
+    table: str
+
+
+def read_mask_product(path: Path, detector: str) -> Prediction:
+    """``DETxy.MASK`` (as bool) and ``DETxy.PROB`` (or None) of a ``<stem>.mask.fits``.
+
+    Raises
+    ------
+    ContractError
+        When the file or the detector's mask is missing or malformed.
+    """
+    if not path.is_file():
+        raise ContractError(path, "no such mask product (run `slewdark predict` on the held-out set)")
+    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+        names = {hdu.name for hdu in hdul}
+        mask_name, prob_name = f"DET{detector}.MASK", f"DET{detector}.PROB"
+        if mask_name not in names:
+            raise ContractError(path, f"no {mask_name} extension")
+        mask = np.asarray(hdul[mask_name].data) > 0
+        prob = np.asarray(hdul[prob_name].data, dtype=np.float32) if prob_name in names else None
+    if prob is not None and prob.shape != mask.shape:
+        raise ContractError(path, f"{prob_name} shape {prob.shape} differs from {mask_name} {mask.shape}")
+    return mask, prob
+
+
+def prediction_method(folder: Path, exposures: list[Path]) -> MethodFn:
+    """The product: masks written by the ``predict`` stage into ``folder``.
+
+    Raises
+    ------
+    SlewdarkError
+        When the folder or the product of one of ``exposures`` is missing.
+    """
+    from slewdark.predict import output_path
+
+    if not folder.is_dir():
+        raise SlewdarkError(f"{folder}: no predictions folder (run the predict stage first)")
+    products = [output_path(path, folder) for path in exposures]
+    missing = ", ".join(str(product) for product in products if not product.is_file())
+    if missing:
+        raise SlewdarkError(f"no mask product {missing} (run `slewdark predict` on the held-out set)")
+
+    def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
+        return read_mask_product(output_path(path, folder), detector.detector)
+
+    return run
+
+
+def unet_method(model_path: Path, params: Params) -> MethodFn:
+    """A UNet checkpoint applied in memory, as ``slewdark predict`` applies it.
+
+    Raises
+    ------
+    SlewdarkError
+        When the checkpoint is missing or unreadable.
+    """
+    from slewdark.predict import autocast_dtype, load_unet, predict_probability
+    from slewdark.training import resolve_device
+    from slewdark.unet_input import detector_input, previous_exposure_path
+
+    if not model_path.is_file():
+        raise SlewdarkError(
+            f"{model_path}: model not found; the unet_truth baseline needs it "
+            "(run `slewdark train-unet --labels truth`, or drop unet_truth from evaluate.baselines)"
+        )
+    model = load_unet(model_path, resolve_device(params.device))
+    dtype = autocast_dtype(model.device, params.predict.autocast)
+    batch_size = params.predict.batch_size
+
+    def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
+        prev_path = previous_exposure_path(info) if model.in_channels == 2 else None
+        image = detector_input(path, detector, model.normalisation, model.in_channels, prev_path)
+        prob = predict_probability(
+            model.inference_network(), image, model.tile, model.overlap, batch_size, dtype
+        )
+        prob[~detector.usable] = 0.0
+        return prob >= model.threshold, prob
+
+    return run
+
+
+def astroscrappy_mask(image: np.ndarray, usable: np.ndarray, settings: AstroscrappyParams) -> np.ndarray:
+    """L.A.Cosmic cosmic-ray mask of a detector in electrons (gain 1).
+
+    Unusable pixels are filled with the median of the usable ones and passed as
+    the bad-pixel mask, so they neither trigger nor hide detections.
+
+    Parameters
+    ----------
+    image
+        float32 (H, W) electrons; NaN where there are no data.
+    usable
+        Pixels with data.
+    settings
+        ``evaluate.astroscrappy``.
+
+    Returns
+    -------
+    ndarray
+        bool (H, W): pixels flagged as cosmic rays.
+    """
+    import astroscrappy
+
+    filled = np.where(usable, image, np.float32(np.median(image[usable]))).astype(np.float32)
+    mask, _ = astroscrappy.detect_cosmics(
+        np.ascontiguousarray(filled),
+        inmask=np.ascontiguousarray(~usable),
+        sigclip=settings.sigclip,
+        sigfrac=settings.sigfrac,
+        objlim=settings.objlim,
+        niter=settings.niter,
+        readnoise=settings.readnoise,
+        satlevel=settings.satlevel,
+        gain=1.0,
+    )
+    return np.asarray(mask, dtype=bool) & usable
+
+
+def astroscrappy_method(settings: AstroscrappyParams) -> MethodFn:
+    """The astroscrappy baseline."""
+
+    def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
+        return astroscrappy_mask(detector.data, detector.usable, settings), None
+
+    return run
+
+
+def pseudomask_method(params: Params) -> MethodFn:
+    """The pseudo-masks' segmentation applied directly to each held-out detector.
+
+    Integration point with :mod:`slewdark.segment` (the study's threshold at the
+    mean, standard-deviation filter, connected components and small-component
+    removal, on the detector stretched as the patches are).
+
+    Raises
+    ------
+    SlewdarkError
+        While :mod:`slewdark.segment` does not provide the segmentation.
+    """
+    raise SlewdarkError(
+        "the pseudomask baseline needs slewdark.segment, which is not available yet "
+        "(drop pseudomask from evaluate.baselines)"
+    )
+
+
+def build_methods(params: Params, exposures: list[Path]) -> dict[str, MethodFn]:
+    """The product and every baseline of ``evaluate.baselines``, in table order.
+
+    Products and models are checked here, before any detector is read, so a
+    missing input fails at once with its name.
+    """
+    cfg = params.evaluate
+    builders: dict[str, Callable[[], MethodFn]] = {
+        PRODUCT: lambda: prediction_method(Path(cfg.predictions), exposures),
+        "pseudomask": lambda: pseudomask_method(params),
+        "unet_truth": lambda: unet_method(Path(params.unet.truth_model), params),
+        "astroscrappy": lambda: astroscrappy_method(cfg.astroscrappy),
+    }
+    wanted = {PRODUCT, *cfg.baselines}
+    return {name: builders[name]() for name in METHOD_ORDER if name in wanted}
+
+
+def score_exposures(
+    exposures: list[Path], methods: dict[str, MethodFn], params: Params
+) -> tuple[dict[str, MethodScore], dict[str, int]]:
+    """Score every method on every detector of the exposures, one detector at a time.
+
+    Parameters
+    ----------
+    exposures
+        Held-out exposure files, each with its ``<stem>.truth.fits``.
+    methods
+        Name to method (:func:`build_methods`).
+    params
+        Validated params (``evaluate`` section).
+
+    Returns
+    -------
+    scores
+        Name to accumulated :class:`MethodScore`.
+    data
+        Exposures, detectors, usable pixels and truth-positive pixels seen.
+    """
+    cfg = params.evaluate
+    edges = np.asarray(cfg.amplitude_bins, dtype=np.float64)
+    thresholds = pr_thresholds(cfg.pr_thresholds)
+    scores = {name: MethodScore(edges, thresholds, cfg.object_hit_fraction) for name in methods}
+    infos = [read_info(path) for path in exposures]
+    data = {"exposures": len(exposures), "detectors": 0, "usable_pixels": 0, "positive_pixels": 0}
+    total = sum(len(info.detectors) for info in infos)
+    with tqdm(total=total, desc="evaluate", unit="det") as progress:
+        for path, info in zip(exposures, infos, strict=True):
+            truth_path = truth_file(path)
+            for detector in iter_detectors(path):
+                truth = read_truth(truth_path, detector.detector)
+                if truth.pers.shape != detector.data.shape:
+                    raise ContractError(truth_path, f"DET{detector.detector}: truth shape differs from data")
+                valid = detector.usable
+                positive = (truth.pers > cfg.truth_threshold) & valid
+                for name, method in methods.items():
+                    mask, prob = method(path, info, detector)
+                    scores[name].add(mask, prob, truth.pers, positive, truth.cr, truth.hot, valid)
+                data["detectors"] += 1
+                data["usable_pixels"] += int(valid.sum())
+                data["positive_pixels"] += int(positive.sum())
+                progress.update(1)
+    return scores, data
+
+
+def comparison_table(summaries: dict[str, dict[str, Any]], data: dict[str, int]) -> str:
+    """The Markdown table of ``evaluate.table``: one row per method."""
+    header = "| method | " + " | ".join(title for title, _ in TABLE_COLUMNS) + " |"
+    rule = "|---|" + "---:|" * len(TABLE_COLUMNS)
+    rows = [
+        f"| {name} | " + " | ".join(f"{summary[key]:.3f}" for _, key in TABLE_COLUMNS) + " |"
+        for name, summary in summaries.items()
+    ]
+    caption = (
+        f"Held-out set: {data['exposures']} exposures, {data['detectors']} detectors, "
+        f"{data['positive_pixels']} persistence pixels among {data['usable_pixels']} usable pixels."
+    )
+    return "\n".join([caption, "", header, rule, *rows]) + "\n"
+
+
+def pr_rows(scores: dict[str, MethodScore]) -> list[dict[str, object]]:
+    """Rows of ``pr.csv``: thresholds where the method flags at least one pixel."""
+    rows: list[dict[str, object]] = []
+    for name, score in scores.items():
+        precision, recall, predicted = score.pr()
+        for threshold, p, r, n in zip(score.thresholds, precision, recall, predicted, strict=True):
+            if n > 0:
+                rows.append(
+                    {
+                        "method": name,
+                        "threshold": f"{threshold:.4f}",
+                        "precision": f"{p:.6f}",
+                        "recall": f"{r:.6f}",
+                    }
+                )
+    return rows
+
+
+def amplitude_rows(scores: dict[str, MethodScore]) -> list[dict[str, object]]:
+    """Rows of ``recall_amplitude.csv``: recall per truth-amplitude bin and method."""
+    rows: list[dict[str, object]] = []
+    for name, score in scores.items():
+        edges = score.edges
+        for i, recall in enumerate(score.amplitude_recall()):
+            rows.append(
+                {
+                    "method": name,
+                    "amplitude": f"{edges[i]:g}",
+                    "amplitude_high": f"{edges[i + 1]:g}",
+                    "bin": amplitude_label(edges[i], edges[i + 1]),
+                    "recall": f"{recall:.6f}",
+                    "pixels": int(score.amplitude_total[i]),
+                }
+            )
+    return rows
+
+
+def run_evaluate(params: Params) -> EvaluationResult:
+    """Run the ``evaluate`` stage.
+
+    Parameters
+    ----------
+    params
+        Validated params (sections ``evaluate``, ``unet.truth_model``,
+        ``predict`` batch size and autocast, ``device``, ``tracking``).
+
+    Returns
+    -------
+    EvaluationResult
+
+    Raises
+    ------
+    SlewdarkError
+        When the held-out set, a prediction, a truth file or a model is missing.
+    """
+    cfg = params.evaluate
+    exposures = exposure_files(cfg.heldout)
+    if not exposures:
+        raise SlewdarkError(f"{cfg.heldout}: no held-out exposure (run `slewdark simulate --set heldout`)")
+    methods = build_methods(params, exposures)
+    scores, data = score_exposures(exposures, methods, params)
+    summaries = {name: score.summary() for name, score in scores.items()}
+    metrics = {"heldout": data, "truth_threshold": cfg.truth_threshold, "methods": summaries}
+    table = comparison_table(summaries, data)
+
+    plots = Path(cfg.plots)
+    write_text_atomic(cfg.metrics, json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(cfg.table, table)
+    write_table(plots / "pr.csv", pr_rows(scores), PR_COLUMNS)
+    write_table(plots / "recall_amplitude.csv", amplitude_rows(scores), AMPLITUDE_COLUMNS)
+    curves = {name: score.pr()[:2] for name, score in scores.items()}
+    labels = [
+        amplitude_label(lo, hi)
+        for lo, hi in zip(cfg.amplitude_bins[:-1], cfg.amplitude_bins[1:], strict=True)
+    ]
+    figures = {
+        "pr.png": plot_pr(curves, {name: (s["precision"], s["recall"]) for name, s in summaries.items()}),
+        "recall_amplitude.png": plot_recall_amplitude(
+            labels, {name: score.amplitude_recall() for name, score in scores.items()}
+        ),
+    }
+    for file_name, figure in figures.items():
+        save_figure(figure, plots / file_name)
+
+    with stage_run(
+        STAGE, params.tracking.uri, params.tracking.experiment, {"evaluate": cfg.model_dump()}
+    ) as run:
+        run.log_metrics(
+            {
+                f"{name}.{key}": value
+                for name, summary in summaries.items()
+                for key, value in summary.items()
+                if isinstance(value, float)
+            }
+        )
+        run.set_tags({"evaluate.methods": ",".join(summaries)})
+        for path in (cfg.metrics, cfg.table, plots / "pr.csv", plots / "recall_amplitude.csv"):
+            run.log_artifact(path, "evaluate")
+        for file_name in figures:
+            run.log_artifact(plots / file_name, "evaluate")
+    log.info("evaluated %s on %d detectors:\n%s", ", ".join(summaries), data["detectors"], table)
+    return EvaluationResult(metrics=metrics, table=table)
