@@ -147,8 +147,8 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     source = args.input
-    if source is None and Path(params.predict.inputs).is_dir():
-        source = exposure_files(params.predict.inputs)[0]
+    if source is None and Path(params.data.heldout).is_dir():
+        source = exposure_files(params.data.heldout)[0]
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, input: {source or 'synthetic'}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -73,9 +73,9 @@ def write_heldout(folder: Path, predictions: Path) -> None:
 def params_file(tmp_path: Path, baselines: list[str], **unet: str) -> Path:
     """params.yaml of the repository with the evaluate paths moved into tmp_path."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["data"]["heldout"] = str(tmp_path / "heldout")
+    raw["predict"]["out"] = str(tmp_path / "predictions")
     raw["evaluate"].update(
-        heldout=str(tmp_path / "heldout"),
-        predictions=str(tmp_path / "predictions"),
         metrics=str(tmp_path / "metrics" / "eval.json"),
         table=str(tmp_path / "metrics" / "eval_table.md"),
         plots=str(tmp_path / "plots" / "eval"),
@@ -195,7 +195,7 @@ def test_truth_model_in_memory_matches_slewdark_predict(heldout: Path) -> None:
     model = write_tiny_model(heldout / "unet_truth.pt")
     params_path = params_file(heldout, ["unet_truth"], truth_model=str(model))
     raw = yaml.safe_load(params_path.read_text())
-    raw["evaluate"]["predictions"] = str(heldout / "tiny_predictions")
+    raw["predict"]["out"] = str(heldout / "tiny_predictions")
     params_path.write_text(yaml.safe_dump(raw))
     cfg = raw["predict"]
     options = PredictOptions(cfg["batch_size"], True, False, cfg["num_threads"], cfg["autocast"])
@@ -212,3 +212,32 @@ def test_truth_model_in_memory_matches_slewdark_predict(heldout: Path) -> None:
     assert list(methods) == ["unet", "unet_truth"]
     assert methods["unet"]["tp"] + methods["unet"]["fp"] > 0
     assert methods["unet_truth"] == methods["unet"]
+
+
+def test_pseudomask_baseline_segments_the_streak_and_keeps_only_bright_previous_pixels(heldout: Path) -> None:
+    from slewdark.config import load_params
+    from slewdark.evaluate import pseudomask_method
+    from slewdark.io.fits import read_detector, read_info
+
+    tmp_path = heldout
+    params = load_params(REPO / "params.yaml")
+    path = tmp_path / "heldout" / "exp1.fits"
+    detector = read_detector(path, "11")
+    method = pseudomask_method(params)
+
+    alone, prob = method(path, read_info(path), detector)
+    assert prob is None
+    assert alone[STREAK].mean() > 0.9  # 20 e- over 9 e- read noise: found after smoothing
+    assert alone[~detector.usable].sum() == 0
+
+    fluence = np.zeros((SIDE, SIDE), np.float32)
+    fluence[1000:1003, 300:500] = 50000.0  # only the first 200 columns of the streak were bright
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(fluence, name="DET11.SCI")]).writeto(
+        tmp_path / "heldout" / "exp1.prev.fits"
+    )
+    with fits.open(path, mode="update") as hdul:
+        hdul[0].header["PREVFILE"] = "exp1.prev.fits"
+    restricted, _ = method(path, read_info(path), detector)
+    assert restricted[1000:1003, 300:500].mean() > 0.9
+    assert restricted[:, 510:].sum() == 0  # beyond the bright region (+1 px dilation) nothing is kept
+    assert restricted.sum() < alone.sum()

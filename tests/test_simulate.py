@@ -12,6 +12,7 @@ from scipy import ndimage
 from slewdark.cli import main
 from slewdark.config import load_params
 from slewdark.io.fits import read_detector, read_info, read_truth
+from slewdark.simulate import dataset
 from slewdark.simulate.dataset import (
     SHAPE,
     ExposurePlan,
@@ -54,6 +55,52 @@ def test_files_follow_the_contract(params, tmp_path):
         "sd007_0000.prev.fits",
         "sd007_0000.truth.fits",
     ]
+    layout = {
+        "": ["DET11.SCI", "DET23.SCI"],
+        ".prev": ["DET11.SCI", "DET23.SCI"],
+        ".truth": [f"DET{d}.{kind}" for d in ("11", "23") for kind in ("PERS", "CR", "HOT", "SNOW")],
+    }
+    dtypes = {"SCI": np.float32, "PERS": np.float32, "CR": np.uint8, "HOT": np.uint8, "SNOW": np.uint8}
+    for suffix, names in layout.items():
+        with fits.open(tmp_path / f"sd007_0000{suffix}.fits") as hdul:
+            assert hdul[0].data is None and [hdu.name for hdu in hdul[1:]] == names
+            for hdu in hdul[1:]:
+                assert (
+                    hdu.data.shape == SHAPE
+                    and hdu.data.dtype.newbyteorder("=") == dtypes[hdu.name.split(".")[1]]
+                )
+            header = hdul[0].header
+            if suffix == "":
+                assert (header["TELESCOP"], header["INSTRUME"], header["OBS_ID"]) == (
+                    "EUCLID",
+                    "NISP",
+                    "sd007_0000",
+                )
+                assert header["EXPTIME"] == params.simulate.exptime and "DATE-OBS" in header
+                assert header["PREVTILT"] in (0.0, *params.simulate.sky.tilts)
+                assert hdul[1].header["BUNIT"] == "electron" and hdul[1].header["DET_ID"] == "11"
+            if suffix == ".prev":
+                assert header["TILT"] == info.prev_tilt and header["EXPTIME"] > 0
+                assert info.prev_gwa in (header["GWA"], header["FILTER"])
+
+
+def test_a_failed_exposure_leaves_no_file_and_keeps_the_old_ones(params, tmp_path, monkeypatch):
+    cfg = tiny(params, tmp_path, detectors=("11", "22"))
+    [path] = simulate_dataset(cfg)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    calls = []
+
+    def fail_on_second_detector(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise RuntimeError("simulated crash")
+        return simulate_detector(*args)
+
+    monkeypatch.setattr(dataset, "simulate_detector", fail_on_second_detector)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        simulate_dataset(cfg.model_copy(update={"seed": 8}))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert path.is_file()
 
 
 def test_same_seed_gives_identical_bytes_and_another_seed_does_not(params, tmp_path):

@@ -62,7 +62,7 @@ def tiny_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
         "unet.encoder_depth": 3,
         "unet.encoder_width": 4,
         "unet.decoder_channels": [8, 8, 4],
-        "unet.raw": "raw",
+        "data.train": "raw",
         "unet.masks": "masks",
         "unet.tile": 64,
         "unet.tiles_per_detector": 4,
@@ -103,11 +103,16 @@ def test_flips_move_inputs_labels_and_weights_together() -> None:
     assert torch.equal(same, x)
 
 
-def test_split_holds_out_whole_exposures() -> None:
+def test_split_holds_out_whole_exposures_of_every_kind() -> None:
     files = [Path(f"e{i}.fits") for i in range(8)]
-    train, val = split_exposures(files, 0.25, seed=3)
+    kinds = ["grism", "imaging"] * 4
+    train, val = split_exposures(files, 0.25, seed=3, strata=kinds)
     assert len(val) == 2 and not set(train) & set(val) and len(train) + len(val) == 8
-    assert split_exposures(files, 0.25, seed=3) == (train, val)
+    assert sorted(kinds[files.index(path)] for path in val) == ["grism", "imaging"]
+    assert split_exposures(files, 0.25, seed=3, strata=kinds) == (train, val)
+    assert {split_exposures(files, 0.25, seed, kinds)[1][0] for seed in range(20)} != {val[0]}
+    few = split_exposures(files[:3], 0.34, seed=1, strata=["grism", "grism", "imaging"])
+    assert len(few[1]) == 1 and len(few[0]) == 2
 
 
 def test_train_unet_writes_checkpoint_mlflow_run_and_registered_model(tiny_setup: object) -> None:

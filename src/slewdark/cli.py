@@ -138,27 +138,30 @@ COMMANDS["profile"] = _run_profile
 
 
 def _add_release(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("release", help="push products to the DVC remote, tag git, promote the model")
-    p.add_argument("version", help="release name and git tag, e.g. v1.0.0")
-    p.add_argument("--model", default="models/unet.pt", help="checkpoint whose MLflow version is promoted")
-    p.add_argument("--remote", help="DVC remote (default: the repository's default remote)")
+    p = sub.add_parser(
+        "release", help="check, push products to the DVC remote, promote the model to @production, tag git"
+    )
+    p.add_argument("version", help="release name and git tag, e.g. v1.2.0 or 1.2.0")
+    p.add_argument("--model", help="checkpoint whose MLflow model version is promoted (default: unet.model)")
+    p.add_argument("-r", "--remote", help="DVC remote to push to (default: the repository's default remote)")
+    p.add_argument("--push-tag", action="store_true", help="also push the git tag to origin")
 
 
 def _run_release(args: argparse.Namespace) -> int:
-    from slewdark.release import release
+    from slewdark.release import release, summary
 
     params = _params(args)
     published = release(
-        ".", args.version, args.model, params.tracking.registered_model, params.tracking.uri, args.remote
+        ".",
+        args.version,
+        args.model or params.unet.model,
+        params.tracking.registered_model,
+        params.tracking.uri,
+        args.remote,
+        args.push_tag,
     )
-    log.info(
-        "released %s at %s: %s version %s is @production; %d files pushed",
-        published.version,
-        published.commit[:10],
-        published.model_name,
-        published.model_version,
-        published.pushed_files,
-    )
+    for line in summary(published):
+        print(line)
     return 0
 
 
@@ -170,7 +173,7 @@ COMMANDS["release"] = _run_release
 
 def _add_patches(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("patches", help="normalise detectors and cut them into patches (data/patches)")
-    p.add_argument("--raw", help="folder of input exposures (default: patches.raw)")
+    p.add_argument("--raw", help="folder of input exposures (default: data.train)")
     p.add_argument("--out", help="output folder (default: patches.out)")
     p.add_argument("--size", type=int, help="patch side in pixels, stride = size (study: 136, 68, 34)")
 
@@ -178,7 +181,7 @@ def _add_patches(sub: argparse._SubParsersAction) -> None:
 def _run_patches(args: argparse.Namespace) -> int:
     from slewdark.patches import BackgroundOptions, PatchOptions, build_patches, exposure_files
 
-    params = _params(args, {"patches.raw": args.raw, "patches.out": args.out, "patches.size": args.size})
+    params = _params(args, {"data.train": args.raw, "patches.out": args.out, "patches.size": args.size})
     cfg = params.patches
     background = cfg.background
     options = PatchOptions(
@@ -196,7 +199,7 @@ def _run_patches(args: argparse.Namespace) -> int:
         fractions=(cfg.split.train, cfg.split.val, cfg.split.test),
         seed=params.seed,
     )
-    n = build_patches(exposure_files(cfg.raw), cfg.out, options)
+    n = build_patches(exposure_files(params.data.train), cfg.out, options)
     log.info("wrote %d patches of %d px to %s", n, cfg.size, cfg.out)
     return 0
 
@@ -302,6 +305,54 @@ COMMANDS["cluster"] = _run_cluster
 COMMANDS["classify"] = _run_classify
 
 
+# --- label, pseudomask, pseudomask-quality ---------------------------------------------
+
+
+def _add_label(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("label", help="decide which clusters hold persistence -> data/labels/clusters.yaml")
+
+
+def _run_label(args: argparse.Namespace) -> int:
+    from slewdark.label import run_label
+
+    params = _params(args)
+    summary = run_label(params)
+    counts = (summary["n_persistence"], summary["n_clusters"])
+    log.info("wrote %s: %d of %d clusters persistence", params.label.out, *counts)
+    return 0
+
+
+def _add_pseudomask(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("pseudomask", help="segment persistence clusters -> data/masks/<stem>.pseudo.fits")
+
+
+def _run_pseudomask(args: argparse.Namespace) -> int:
+    from slewdark.pseudomask import run_pseudomask
+
+    params = _params(args)
+    stats = run_pseudomask(params)
+    log.info("wrote %d pseudo-masks to %s", stats["exposures"], params.pseudomask.out)
+    return 0
+
+
+def _add_pseudomask_quality(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("pseudomask-quality", help="evaluation only: labels and pseudo-masks against the truth")
+
+
+def _run_pseudomask_quality(args: argparse.Namespace) -> int:
+    from slewdark.pseudomask_quality import run_quality
+
+    params = _params(args)
+    metrics = run_quality(params)
+    log.info("pseudo-mask F1 %.3f, IoU %.3f", metrics["pixels"]["f1"], metrics["pixels"]["iou"])
+    return 0
+
+
+COMMANDS["label"] = _run_label
+COMMANDS["pseudomask"] = _run_pseudomask
+COMMANDS["pseudomask-quality"] = _run_pseudomask_quality
+
+
 # --- train-unet, predict -----------------------------------------------------------------
 
 
@@ -401,6 +452,9 @@ PARSERS = [
     _add_embed,
     _add_cluster,
     _add_classify,
+    _add_label,
+    _add_pseudomask,
+    _add_pseudomask_quality,
     _add_train_unet,
     _add_predict,
     _add_evaluate,

@@ -155,6 +155,13 @@ class SimulateParams(Section):
         return value
 
 
+class DataParams(Section):
+    """Which exposure folders the pipeline reads (simulated by default, real NISP data otherwise)."""
+
+    train: str = Field(description="folder of the exposures the pipeline learns from")
+    heldout: str = Field(description="folder of the exposures predicted and evaluated (.truth.fits to score)")
+
+
 class HeldoutParams(Section):
     """The held-out test set: same physics as ``simulate``, its own seed and size."""
 
@@ -266,7 +273,6 @@ class SplitParams(Section):
 class PatchesParams(Section):
     """Detector images to normalised square patches (``patches`` stage)."""
 
-    raw: str = Field(description="folder of input exposures")
     out: str = Field(description="output folder")
     size: int = Field(ge=4, le=2040, description="patch side in pixels")
     stride: int = Field(ge=1, le=2040, description="step between patches in pixels; = size: no overlap")
@@ -346,8 +352,8 @@ class EmbedParams(Section):
 class UnetAugmentParams(Section):
     """Augmentations of the UNet training tiles (see :mod:`slewdark.unet_data` for why only flips)."""
 
-    horizontal_flip: bool = Field(description="x mirror: RGS000-like <-> RGS180-like traces, tilt +4 <-> -4")
-    vertical_flip: bool = Field(description="y mirror: tilt +4 <-> -4, dispersion stays along x")
+    horizontal_flip: bool = Field(description="x mirror: tilt +4 <-> -4, dispersion stays along y")
+    vertical_flip: bool = Field(description="y mirror: RGS000-like <-> RGS180-like traces, tilt +4 <-> -4")
 
 
 class UnetInferenceParams(Section):
@@ -374,7 +380,6 @@ class UnetParams(Section):
     decoder_channels: list[int] = Field(min_length=3, max_length=5, description="deepest first")
     in_channels: Literal[1, 2] = Field(description="1: slew dark; 2: and the previous exposure")
     prev_high_percentile: float = Field(gt=0, le=100, description="previous exposure stretch")
-    raw: str = Field(description="folder of the training exposures")
     masks: str = Field(description="folder of the pseudo-masks")
     val_fraction: float = Field(gt=0, lt=1, description="share of whole exposures held out for validation")
     tile: int = Field(ge=32, le=2040, description="training tile side in px, a multiple of 2**encoder_depth")
@@ -418,7 +423,6 @@ class UnetParams(Section):
 class PredictParams(Section):
     """How ``slewdark predict`` runs (only ``autocast`` may change a few borderline pixels)."""
 
-    inputs: str = Field(description="folder whose exposures the predict stage reads")
     out: str = Field(description="output folder of <stem>.mask.fits")
     batch_size: int = Field(ge=1, description="tiles per forward pass")
     num_threads: int = Field(ge=0, description="torch CPU threads; 0 = torch's default")
@@ -440,8 +444,6 @@ class AstroscrappyParams(Section):
 class EvaluateParams(Section):
     """Evaluation against the simulator's truth on the held-out set (``evaluate`` stage)."""
 
-    heldout: str = Field(description="folder of the held-out exposures (with .truth.fits)")
-    predictions: str = Field(description="folder of the UNet's <stem>.mask.fits")
     truth_threshold: float = Field(gt=0, description="e-: true persistence above it")
     amplitude_bins: list[float] = Field(min_length=2, description="e-: edges of the recall-vs-amplitude bins")
     object_hit_fraction: float = Field(gt=0, le=1, description="share of an object flagged")
@@ -460,12 +462,79 @@ class EvaluateParams(Section):
         return value
 
 
+class LabelFallbackParams(Section):
+    """Rule on patch features for clusters without enough patches with a previous exposure."""
+
+    min_signal_fraction: float = Field(gt=0, le=1, description="share of signal pixels: extended structure")
+    min_elongation: float = Field(ge=1, description="grism: major/minor axis ratio of a trace")
+    max_angle: float = Field(gt=0, le=90, description="deg between the major axis and the dispersion")
+    max_peak_ratio: float = Field(gt=1, description="peak over its 8-neighbour mean, above it: sharp")
+    max_saturated_fraction: float = Field(ge=0, le=1, description="share of pixels at the stretch top")
+    threshold: float = Field(gt=0, le=1, description="share of persistence-like patches of a cluster")
+
+
+class LabelParams(Section):
+    """Which clusters hold persistence (``label`` stage); truth is never read."""
+
+    out: str = Field(description="output clusters.yaml")
+    overrides: str = Field(description="git-tracked human decisions {cluster: {persistence, reason}}")
+    bright_level: float = Field(gt=0, description="e-: previous-exposure fluence that leaves persistence")
+    bright_dilation: int = Field(ge=0, description="px: bright regions grown by this")
+    smooth_sigma: float = Field(ge=0, description="px: Gaussian smoothing before finding signal pixels")
+    signal_sigma: float = Field(ge=0, description="signal pixels: above mean + signal_sigma * std")
+    min_signal_pixels: int = Field(ge=1, description="patches with fewer signal pixels do not vote")
+    min_prev_patches: int = Field(ge=1, description="voting patches with a previous exposure needed")
+    threshold: float = Field(gt=-1, lt=1, description="persistence when the coincidence score reaches it")
+    margin: float = Field(ge=0, description="decisions within this of the threshold are not confident")
+    fallback: LabelFallbackParams
+    gallery: str = Field(description="output folder of the per-cluster PNG gallery")
+    gallery_samples: int = Field(ge=1, description="patches drawn per cluster")
+
+
+class SegmentParams(Section):
+    """The study's segmentation of a persistence patch (:mod:`slewdark.segment`)."""
+
+    smooth_sigma: float = Field(ge=0, description="px: Gaussian smoothing before the threshold; 0 = none")
+    threshold_sigma: float = Field(ge=0, description="std devs above the mean; 0 = the study's mean")
+    std_window: int = Field(ge=2, description="px: side of the local standard-deviation square")
+    std_factor: float = Field(ge=0, description="keep local std >= std_factor * its median")
+    min_size: int = Field(ge=1, description="px: smaller 8-connected components are removed")
+
+
+class PseudomaskWeightParams(Section):
+    """Confidence of the pseudo-labels (``DETxy.WEIGHT``) for the UNet loss."""
+
+    min_probability: float = Field(ge=0, le=1, description="GMM posterior of a confident patch")
+    uncertain: float = Field(ge=0, le=1, description="weight of patches whose label is not confident")
+    outside: float = Field(ge=0, le=1, description="weight outside persistence clusters where bright")
+
+
+class PseudomaskQualityParams(Section):
+    """Evaluation only: how labels and pseudo-masks compare with the simulator's truth."""
+
+    cluster_truth_fraction: float = Field(gt=0, le=1, description="truly persistence: this share of patches")
+    metrics_label: str = Field(description="output cluster-level metrics JSON")
+    metrics: str = Field(description="output pixel-level metrics JSON")
+    plots: str = Field(description="output folder of the side-by-side pictures")
+    sample_detectors: int = Field(ge=0, description="detectors drawn in pictures")
+
+
+class PseudomaskParams(Section):
+    """Pseudo-label masks from the persistence clusters (``pseudomask`` stage)."""
+
+    out: str = Field(description="output folder of <stem>.pseudo.fits")
+    segment: SegmentParams
+    weight: PseudomaskWeightParams
+    quality: PseudomaskQualityParams
+
+
 class Params(Section):
     """All of ``params.yaml``."""
 
     seed: int = Field(ge=0, description="global seed for every stochastic step")
     device: Device
     tracking: TrackingParams
+    data: DataParams
     simulate: SimulateParams
     heldout: HeldoutParams
     umap: UmapParams
@@ -478,6 +547,8 @@ class Params(Section):
     unet: UnetParams
     predict: PredictParams
     evaluate: EvaluateParams
+    label: LabelParams
+    pseudomask: PseudomaskParams
 
     def heldout_simulation(self) -> SimulateParams:
         """The held-out set's simulation: ``simulate`` with ``heldout``'s own keys."""

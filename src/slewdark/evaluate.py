@@ -1,6 +1,6 @@
 """The ``evaluate`` stage: the UNet and its baselines against the held-out truth, one table.
 
-Every method is scored on the same held-out exposures (``evaluate.heldout``,
+Every method is scored on the same held-out exposures (``data.heldout``,
 simulated with their own seed and never read by training or labelling), on the
 same usable pixels, with the same metrics (:mod:`slewdark.metrics`):
 
@@ -40,9 +40,16 @@ from tqdm import tqdm
 from slewdark.config import AstroscrappyParams, Params
 from slewdark.errors import ContractError, SlewdarkError
 from slewdark.io.atomic import write_text_atomic
-from slewdark.io.fits import DetectorImage, ExposureInfo, iter_detectors, read_info, read_truth
+from slewdark.io.fits import (
+    DetectorImage,
+    ExposureInfo,
+    iter_detectors,
+    read_detector,
+    read_info,
+    read_truth,
+)
 from slewdark.metrics import MethodScore, amplitude_label, pr_thresholds
-from slewdark.patches import exposure_files, write_table
+from slewdark.patches import exposure_files, normalise_detector, write_table
 from slewdark.plots.evaluate import plot_pr, plot_recall_amplitude, save_figure
 from slewdark.tracking import stage_run
 from slewdark.truth import truth_file
@@ -210,21 +217,31 @@ def astroscrappy_method(settings: AstroscrappyParams) -> MethodFn:
 
 
 def pseudomask_method(params: Params) -> MethodFn:
-    """The pseudo-masks' segmentation applied directly to each held-out detector.
+    """The pseudo-masks' own method applied directly to each held-out detector.
 
-    Integration point with :mod:`slewdark.segment` (the study's threshold at the
-    mean, standard-deviation filter, connected components and small-component
-    removal, on the detector stretched as the patches are).
-
-    Raises
-    ------
-    SlewdarkError
-        While :mod:`slewdark.segment` does not provide the segmentation.
+    The detector is stretched as the patches are (``patches.low_percentile`` /
+    ``high_percentile``) and segmented with the study's four steps
+    (:func:`slewdark.segment.segment`, ``pseudomask.segment``) over the whole
+    detector; where the exposure names its previous exposure, the mask is kept
+    only where that exposure was bright (``label.bright_level``,
+    ``label.bright_dilation``), exactly as the ``pseudomask`` stage does. Only the
+    cluster selection is missing: this is what the segmentation alone achieves.
     """
-    raise SlewdarkError(
-        "the pseudomask baseline needs slewdark.segment, which is not available yet "
-        "(drop pseudomask from evaluate.baselines)"
-    )
+    from slewdark.label import bright_map, previous_exposure
+    from slewdark.segment import segment
+
+    def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
+        image01, _, _ = normalise_detector(
+            detector.data, detector.usable, params.patches.low_percentile, params.patches.high_percentile
+        )
+        mask = segment(image01, detector.usable, params.pseudomask.segment)
+        prev, _ = previous_exposure(path)
+        if prev is not None:
+            fluence = read_detector(prev, detector.detector).data
+            mask &= bright_map(fluence, params.label.bright_level, params.label.bright_dilation)
+        return mask, None
+
+    return run
 
 
 def build_methods(params: Params, exposures: list[Path]) -> dict[str, MethodFn]:
@@ -235,7 +252,7 @@ def build_methods(params: Params, exposures: list[Path]) -> dict[str, MethodFn]:
     """
     cfg = params.evaluate
     builders: dict[str, Callable[[], MethodFn]] = {
-        PRODUCT: lambda: prediction_method(Path(cfg.predictions), exposures),
+        PRODUCT: lambda: prediction_method(Path(params.predict.out), exposures),
         "pseudomask": lambda: pseudomask_method(params),
         "unet_truth": lambda: unet_method(Path(params.unet.truth_model), params),
         "astroscrappy": lambda: astroscrappy_method(cfg.astroscrappy),
@@ -362,9 +379,11 @@ def run_evaluate(params: Params) -> EvaluationResult:
         When the held-out set, a prediction, a truth file or a model is missing.
     """
     cfg = params.evaluate
-    exposures = exposure_files(cfg.heldout)
+    exposures = exposure_files(params.data.heldout)
     if not exposures:
-        raise SlewdarkError(f"{cfg.heldout}: no held-out exposure (run `slewdark simulate --set heldout`)")
+        raise SlewdarkError(
+            f"{params.data.heldout}: no held-out exposure (run `slewdark simulate --set heldout`)"
+        )
     methods = build_methods(params, exposures)
     scores, data = score_exposures(exposures, methods, params)
     summaries = {name: score.summary() for name, score in scores.items()}

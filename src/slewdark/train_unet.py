@@ -41,6 +41,8 @@ from torch.nn import functional
 from slewdark.config import Params, UnetParams, params_sha256
 from slewdark.errors import SlewdarkError
 from slewdark.io.atomic import atomic_path, write_text_atomic
+from slewdark.io.fits import read_info
+from slewdark.label import expected_dispersion
 from slewdark.models.unet import build_unet, count_parameters
 from slewdark.patches import exposure_files, exposure_stem, write_table
 from slewdark.predict import UnetModel, checkpoint_payload
@@ -117,16 +119,65 @@ def arch_kwargs(unet: UnetParams) -> dict[str, Any]:
     }
 
 
-def split_exposures(files: list[Path], val_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
-    """Seeded split of whole exposures into train and validation (at least one each when possible)."""
-    order = np.random.default_rng(seed).permutation(len(files))
-    n_val = min(max(1, round(len(files) * val_fraction)), len(files) - 1) if len(files) > 1 else 0
-    val = sorted(files[i] for i in order[:n_val])
-    train = sorted(files[i] for i in order[n_val:])
-    if not val:
+def previous_kind(path: Path) -> str:
+    """``grism``, ``imaging`` or ``unknown``: what the exposure before the slew dark was (``PREVGWA``)."""
+    gwa = read_info(path).prev_gwa
+    if gwa is None:
+        return "unknown"
+    return "grism" if np.isfinite(expected_dispersion(gwa, 0.0)) else "imaging"
+
+
+def split_exposures(
+    files: list[Path], val_fraction: float, seed: int, strata: list[str] | None = None
+) -> tuple[list[Path], list[Path]]:
+    """Seeded split of whole exposures into train and validation, stratified.
+
+    Each stratum (by default the kind of previous exposure, :func:`previous_kind`)
+    gives ``val_fraction`` of its exposures to validation, rounded, and the
+    largest strata give one more until the total is the rounded share of all:
+    after an imaging exposure there is little persistence, after a grism
+    exposure there are long traces, and a validation set of only one kind would
+    tell little about the other (an all-imaging one holds almost no persistence).
+
+    Parameters
+    ----------
+    files
+        Exposure files.
+    val_fraction
+        Share of exposures held out.
+    seed
+        Seed of the choice within each stratum.
+    strata
+        Stratum of each file; None reads :func:`previous_kind` from the headers.
+
+    Returns
+    -------
+    train, val : list of Path
+        Sorted; at least one of each.
+
+    Raises
+    ------
+    SlewdarkError
+        With fewer than two exposures.
+    """
+    if len(files) < 2:
         raise SlewdarkError(
             f"need at least 2 training exposures to hold one out for validation, got {len(files)}"
         )
+    kinds = strata if strata is not None else [previous_kind(path) for path in files]
+    n_val = min(max(1, round(len(files) * val_fraction)), len(files) - 1)
+    rng = np.random.default_rng(seed)
+    groups = {
+        kind: [files[i] for i in rng.permutation(len(files)) if kinds[i] == kind]
+        for kind in sorted(set(kinds))
+    }
+    quota = {kind: int(len(group) * val_fraction) for kind, group in groups.items()}
+    for kind in sorted(groups, key=lambda k: (-(len(groups[k]) * val_fraction - quota[k]), k)):
+        if sum(quota.values()) >= n_val:
+            break
+        quota[kind] += 1
+    val = sorted(path for kind, group in groups.items() for path in group[: quota[kind]])
+    train = sorted(path for path in files if path not in val)
     return train, val
 
 
@@ -258,14 +309,14 @@ def run_train_unet(params: Params, labels: Labels = "pseudo") -> Path:
     source: LabelSource
     if labels == "truth":
         source = truth_labels(params.evaluate.truth_threshold)
-        files = exposure_files(unet.raw)
+        files = exposure_files(params.data.train)
     else:
         source = pseudo_mask_labels(unet.masks)
         stems = {p.name.removesuffix(".pseudo.fits") for p in Path(unet.masks).glob("*.pseudo.fits")}
-        files = [p for p in exposure_files(unet.raw) if exposure_stem(p) in stems]
+        files = [p for p in exposure_files(params.data.train) if exposure_stem(p) in stems]
         if not files:
             raise SlewdarkError(
-                f"{unet.masks}: no pseudo-mask matches an exposure of {unet.raw} (run pseudomask)"
+                f"{unet.masks}: no pseudo-mask matches an exposure of {params.data.train} (run pseudomask)"
             )
     train_files, val_files = split_exposures(files, unet.val_fraction, params.seed)
     log.info("%d training and %d validation exposures (%s labels)", len(train_files), len(val_files), labels)

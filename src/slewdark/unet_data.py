@@ -16,17 +16,19 @@ network almost only background), the rest is uniform over the detector.
 
 Augmentations, and why only these
 ---------------------------------
-A slew dark has two physical axes. Along x lie the grism dispersion direction
-and the 64-column output channels; along y the rows, with row-correlated
-readout noise. Traces follow the dispersion direction, tilted by 0 or ±4 deg.
+A slew dark has two physical axes. Along y (rows) lies the grism dispersion
+direction (``slewdark.simulate.sky.DISPERSION_ANGLE``: RGS000 and BGS000 at +90
+deg, RGS180 at 270 deg); along x (columns) the 64-column output channels and
+the row-correlated readout noise. Traces follow the dispersion direction,
+tilted by 0 or ±4 deg.
 
-- Horizontal flip (x -> -x): reverses the dispersion direction, which turns an
+- Vertical flip (y -> -y): reverses the dispersion direction, which turns an
   RGS000-like trace (and its zeroth-order spot on one side) into an
   RGS180-like one, and a +4 deg tilt into -4 deg. Both exist, so it is allowed.
-- Vertical flip (y -> -y): mirrors the tilt (+4 <-> -4 deg, both exist) and
-  keeps the dispersion along x; rows stay rows and channels stay channels.
-  Allowed, and so is their product, the 180 deg rotation.
-- Not allowed: 90 deg rotations and transposes (traces along y and
+- Horizontal flip (x -> -x): mirrors the tilt (+4 <-> -4 deg, both exist) and
+  keeps the dispersion along y; rows stay rows and the output channels only
+  swap places. Allowed, and so is their product, the 180 deg rotation.
+- Not allowed: 90 deg rotations and transposes (traces along x and
   column-correlated noise along rows never occur), and rotations by arbitrary
   angles (the tilt is physical and quantised at 0, ±4 deg; interpolation would
   also smooth the noise whose texture tells persistence from noise).

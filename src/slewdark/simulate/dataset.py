@@ -10,6 +10,7 @@ for the same seed and independent of the order or subset of detectors.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from tqdm import tqdm
 
 from slewdark import __version__
 from slewdark.config import SimulateParams
-from slewdark.io.fits import write_fits_atomic
+from slewdark.io.atomic import atomic_path
 from slewdark.simulate.detector import cosmic_rays, hot_pixels, readout, snowballs
 from slewdark.simulate.persistence import persistence_signal
 from slewdark.simulate.sky import exposure_time, is_spectroscopic, previous_fluence
@@ -136,8 +137,34 @@ def _primary_headers(cfg: SimulateParams, plan: ExposurePlan) -> tuple[fits.Head
     return dark, prev
 
 
+def _detector_hdus(
+    cfg: SimulateParams, layers: DetectorLayers, detector: str
+) -> tuple[list[fits.ImageHDU], list[fits.ImageHDU], list[fits.ImageHDU]]:
+    """One detector's extensions of the slew dark, the previous exposure and the truth file."""
+    recorded = np.minimum(layers.fluence, cfg.detector.full_well).astype(np.float32)
+    previous = fits.ImageHDU(recorded, name=f"DET{detector}.SCI")
+    previous.header["BUNIT"] = "electron"
+    threshold = cfg.cosmic_rays.truth_threshold
+    pers = fits.ImageHDU(layers.persistence, name=f"DET{detector}.PERS")
+    pers.header["BUNIT"] = "electron"
+    cosmic = fits.ImageHDU((layers.cosmic > threshold).astype(np.uint8), name=f"DET{detector}.CR")
+    cosmic.header["NHITS"] = (layers.n_cosmic_hits, "cosmic-ray hits simulated")
+    truth = [
+        pers,
+        cosmic,
+        fits.ImageHDU(layers.hot.astype(np.uint8), name=f"DET{detector}.HOT"),
+        fits.ImageHDU((layers.snow > threshold).astype(np.uint8), name=f"DET{detector}.SNOW"),
+    ]
+    return [_science_hdu(layers.science, detector, cfg)], [previous], truth
+
+
 def simulate_exposure(cfg: SimulateParams, index: int, out: Path) -> Path:
     """Simulate and write one slew dark with its ``.prev.fits`` and ``.truth.fits``.
+
+    The three files are written side by side, one detector at a time, so memory holds
+    a single detector whatever the number of detectors. Each goes to a temporary
+    file that is renamed into place only when every detector is written; the slew
+    dark is renamed last, so it never appears without its companions.
 
     Returns
     -------
@@ -145,27 +172,26 @@ def simulate_exposure(cfg: SimulateParams, index: int, out: Path) -> Path:
         The slew-dark file.
     """
     plan = plan_exposure(cfg, index)
-    science, previous, truth = [], [], []
-    for detector in cfg.detectors:
-        layers = simulate_detector(cfg, plan, detector)
-        science.append(_science_hdu(layers.science, detector, cfg))
-        recorded = np.minimum(layers.fluence, cfg.detector.full_well).astype(np.float32)
-        previous.append(fits.ImageHDU(recorded, name=f"DET{detector}.SCI"))
-        previous[-1].header["BUNIT"] = "electron"
-        threshold = cfg.cosmic_rays.truth_threshold
-        truth += [
-            fits.ImageHDU(layers.persistence, name=f"DET{detector}.PERS"),
-            fits.ImageHDU((layers.cosmic > threshold).astype(np.uint8), name=f"DET{detector}.CR"),
-            fits.ImageHDU(layers.hot.astype(np.uint8), name=f"DET{detector}.HOT"),
-            fits.ImageHDU((layers.snow > threshold).astype(np.uint8), name=f"DET{detector}.SNOW"),
-        ]
-        truth[-4].header["BUNIT"] = "electron"
-        truth[-3].header["NHITS"] = (layers.n_cosmic_hits, "cosmic-ray hits simulated")
     dark_header, prev_header = _primary_headers(cfg, plan)
     path = out / f"{plan.stem}.fits"
-    write_fits_atomic(out / f"{plan.stem}.prev.fits", prev_header, previous)
-    write_fits_atomic(out / f"{plan.stem}.truth.fits", fits.Header({"OBS_ID": plan.stem}), truth)
-    write_fits_atomic(path, dark_header, science)
+    prev_path, truth_path = companions(path)
+    targets = (
+        (path, dark_header),
+        (prev_path, prev_header),
+        (truth_path, fits.Header({"OBS_ID": plan.stem})),
+    )
+    with contextlib.ExitStack() as stack:
+        temporaries = []
+        for target, header in targets:
+            tmp = stack.enter_context(atomic_path(target))
+            fits.PrimaryHDU(header=header).writeto(tmp, overwrite=True, output_verify="exception")
+            temporaries.append(tmp)
+        for detector in cfg.detectors:
+            layers = simulate_detector(cfg, plan, detector)
+            for tmp, hdus in zip(temporaries, _detector_hdus(cfg, layers, detector), strict=True):
+                for hdu in hdus:
+                    fits.append(tmp, hdu.data, hdu.header, verify=False)
+            del layers
     log.info(
         "%s: previous %s tilt %+.0f, TSINCE %.0f s, %d detectors",
         plan.stem,

@@ -1,0 +1,221 @@
+"""Evaluation only: the labels and pseudo-masks against the simulator's truth (``pseudomask_quality`` stage).
+
+Nothing here feeds a decision: the ``label`` and ``pseudomask`` stages never
+import this module or read truth.
+
+- Labels (``pseudomask.quality.metrics_label``): a cluster truly holds
+  persistence when at least ``cluster_truth_fraction`` of its patches are
+  ``persistence`` in ``data/truth/patch_truth.csv``; cluster-level precision and
+  recall of the ``persistence`` decisions, and patch-level precision and recall
+  of "in a persistence cluster" against the patch truth.
+- Pseudo-masks (``pseudomask.quality.metrics``): pixel precision, recall, F1 and
+  IoU, object recall and recall per persistence-amplitude bin, with the
+  ``evaluate`` stage's definitions (:class:`slewdark.metrics.MethodScore`,
+  ``evaluate.truth_threshold``, ``evaluate.amplitude_bins``), over the usable
+  pixels; the same over the confident pixels only (``WEIGHT`` = 1), which is
+  what the UNet loss trusts most.
+- Pictures: slew dark | pseudo-mask | truth for the first
+  ``sample_detectors`` detectors.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from tqdm import tqdm
+
+from slewdark.config import Params
+from slewdark.errors import ContractError, SlewdarkError
+from slewdark.io.atomic import write_text_atomic
+from slewdark.io.fits import read_detector, read_truth
+from slewdark.label import read_assignments, read_labels
+from slewdark.metrics import MethodScore, pr_thresholds, safe_ratio
+from slewdark.patches import normalise_detector, read_index
+from slewdark.plots.evaluate import save_figure
+from slewdark.plots.pseudomask import side_by_side
+from slewdark.pseudomask import output_path
+from slewdark.truth import truth_file
+
+log = logging.getLogger(__name__)
+
+STAGE = "pseudomask_quality"
+PICTURE_BINNING = 4
+
+
+def read_patch_truth(path: str | Path, n_patches: int) -> np.ndarray:
+    """The ``truth`` class of every patch, in patch order.
+
+    Raises
+    ------
+    SlewdarkError
+        When the table is missing or does not match the patch index.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            records = list(csv.DictReader(handle))
+    except FileNotFoundError:
+        raise SlewdarkError(f"{path}: no patch truth (run 'slewdark patch-truth' first)") from None
+    if len(records) != n_patches:
+        raise SlewdarkError(f"{path}: {len(records)} rows for {n_patches} patches (rerun patch-truth)")
+    classes = np.empty(n_patches, dtype=object)
+    for record in records:
+        classes[int(record["patch"])] = record["truth"]
+    return classes.astype(str)
+
+
+def label_quality(
+    clusters: np.ndarray, decisions: list[dict[str, Any]], patch_truth: np.ndarray, truth_fraction: float
+) -> dict[str, Any]:
+    """Cluster- and patch-level precision and recall of the persistence decisions.
+
+    Parameters
+    ----------
+    clusters
+        Cluster id of every patch.
+    decisions
+        Entries of ``clusters.yaml``.
+    patch_truth
+        Truth class of every patch.
+    truth_fraction
+        Share of persistence patches that makes a cluster truly persistence.
+
+    Returns
+    -------
+    dict
+        ``clusters`` and ``patches`` blocks with precision, recall, F1 and counts.
+    """
+    is_pers = patch_truth == "persistence"
+    labelled = {d["cluster"] for d in decisions if d["persistence"]}
+    tp = fp = fn = 0
+    for decision in decisions:
+        members = clusters == decision["cluster"]
+        truly = bool(members.any()) and float(is_pers[members].mean()) >= truth_fraction
+        tp += int(decision["persistence"] and truly)
+        fp += int(decision["persistence"] and not truly)
+        fn += int(not decision["persistence"] and truly)
+    in_labelled = np.isin(clusters, list(labelled))
+    ptp = int((in_labelled & is_pers).sum())
+    n_pred, n_true = int(in_labelled.sum()), int(is_pers.sum())
+    return {
+        "clusters": _scores(tp, tp + fp, tp + fn) | {"n_clusters": len(decisions)},
+        "patches": _scores(ptp, n_pred, n_true) | {"n_patches": len(clusters)},
+    }
+
+
+def _scores(tp: int, n_pred: int, n_true: int) -> dict[str, float | int]:
+    """Precision, recall and F1 from true positives, predicted and true counts."""
+    return {
+        "precision": safe_ratio(tp, n_pred),
+        "recall": safe_ratio(tp, n_true),
+        "f1": safe_ratio(2 * tp, n_pred + n_true),
+        "labelled": n_pred,
+        "true": n_true,
+    }
+
+
+def read_pseudo(path: Path, detector: str) -> tuple[np.ndarray, np.ndarray]:
+    """``DETxy.MASK`` (bool) and ``DETxy.WEIGHT`` of a ``<stem>.pseudo.fits``.
+
+    Raises
+    ------
+    ContractError
+        When the file or an extension is missing.
+    """
+    if not path.is_file():
+        raise ContractError(path, "no pseudo-mask (run 'slewdark pseudomask' first)")
+    with fits.open(path, memmap=False) as hdul:
+        names = {hdu.name for hdu in hdul}
+        for layer in ("MASK", "WEIGHT"):
+            if f"DET{detector}.{layer}" not in names:
+                raise ContractError(path, f"no DET{detector}.{layer} extension")
+        mask = np.asarray(hdul[f"DET{detector}.MASK"].data) > 0
+        weight = np.asarray(hdul[f"DET{detector}.WEIGHT"].data, dtype=np.float32)
+    return mask, weight
+
+
+def mask_quality(params: Params) -> tuple[dict[str, Any], list[Path]]:
+    """Pixel metrics of every pseudo-mask against truth, and the side-by-side pictures.
+
+    Returns
+    -------
+    metrics : dict
+        ``pixels`` (all usable pixels) and ``confident_pixels`` (WEIGHT = 1) summaries.
+    pictures : list of Path
+        PNG files written.
+    """
+    cfg, ev = params.pseudomask.quality, params.evaluate
+    index = read_index(params.patches.out)
+    edges = np.asarray(ev.amplitude_bins, dtype=np.float64)
+    scores = {
+        name: MethodScore(edges, pr_thresholds(ev.pr_thresholds), ev.object_hit_fraction)
+        for name in ("pixels", "confident_pixels")
+    }
+    pictures: list[Path] = []
+    pairs = list(dict.fromkeys(zip(index["exposure"], index["file"], index["detector"], strict=True)))
+    for stem, file, detector in tqdm(pairs, desc="pseudomask quality", unit="detector"):
+        mask, weight = read_pseudo(output_path(params.pseudomask.out, stem), detector)
+        image = read_detector(file, detector)
+        truth = read_truth(truth_file(file), detector)
+        positive = image.usable & (truth.pers > ev.truth_threshold)
+        for name, valid in (("pixels", image.usable), ("confident_pixels", image.usable & (weight >= 1.0))):
+            scores[name].add(mask, None, truth.pers, positive & valid, truth.cr, truth.hot, valid)
+        if len(pictures) < cfg.sample_detectors:
+            stretched, _, _ = normalise_detector(
+                image.data, image.usable, params.patches.low_percentile, params.patches.high_percentile
+            )
+            figure = side_by_side(stretched, mask, positive, f"{stem} DET{detector}", PICTURE_BINNING)
+            path = Path(cfg.plots) / f"{stem}_DET{detector}.png"
+            save_figure(figure, path)
+            pictures.append(path)
+    metrics = {}
+    for name, score in scores.items():
+        summary = score.summary()
+        metrics[name] = {k: v for k, v in summary.items() if k != "detectors"}
+    metrics["detectors"] = len(pairs)
+    metrics["truth_threshold"] = ev.truth_threshold
+    return metrics, pictures
+
+
+def run_quality(params: Params) -> dict[str, Any]:
+    """Run the ``pseudomask_quality`` stage: write both metrics files and the pictures, log to MLflow.
+
+    Returns
+    -------
+    dict
+        The pseudo-mask metrics (``pixels``, ``confident_pixels``, ...), with the
+        label metrics under ``labels``.
+    """
+    from slewdark.tracking import stage_run
+
+    cfg = params.pseudomask.quality
+    index = read_index(params.patches.out)
+    n = len(index["patch"])
+    clusters = read_assignments(params.cluster.out, n)["cluster"]
+    labels = label_quality(
+        clusters,
+        read_labels(params.label.out),
+        read_patch_truth(params.patch_truth.out, n),
+        cfg.cluster_truth_fraction,
+    )
+    write_text_atomic(cfg.metrics_label, json.dumps(labels, indent=1) + "\n")
+    masks, pictures = mask_quality(params)
+    write_text_atomic(cfg.metrics, json.dumps(masks, indent=1) + "\n")
+    logged = {"quality": cfg.model_dump(), "evaluate.truth_threshold": params.evaluate.truth_threshold}
+    with stage_run(STAGE, params.tracking.uri, params.tracking.experiment, logged) as run:
+        for level in ("clusters", "patches"):
+            run.log_metrics({f"label.{level}.{k}": v for k, v in labels[level].items()})
+        for level in ("pixels", "confident_pixels"):
+            flat = {k: v for k, v in masks[level].items() if isinstance(v, int | float)}
+            flat |= {f"recall_{k}": v for k, v in masks[level]["recall_by_amplitude"].items()}
+            run.log_metrics({f"pseudomask.{level}.{k}".replace(">=", "ge"): v for k, v in flat.items()})
+        for path in (cfg.metrics_label, cfg.metrics, *pictures):
+            run.log_artifact(path)
+    log.info("labels: %s", json.dumps(labels["clusters"]))
+    return masks | {"labels": labels}

@@ -1,0 +1,128 @@
+"""Pseudo-masks: patch labels, reassembly, the written product, and its quality against truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from scipy import ndimage
+
+from slewdark.config import Params
+from slewdark.label import run_label
+from slewdark.patches import cut_patches
+from slewdark.pseudomask import output_path, patch_labels, patch_products, reassemble, run_pseudomask
+from slewdark.pseudomask_quality import label_quality, run_quality
+from test_label import N_PER_CLUSTER, PERSISTENT_ROWS, SIZE, make_world
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Params:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    return make_world(tmp_path)
+
+
+def test_reassembly_round_trip_on_a_full_grid() -> None:
+    rng = np.random.default_rng(0)
+    size = 68
+    grid = np.arange(0, 2040, size)
+    rows, cols = (g.ravel() for g in np.meshgrid(grid, grid, indexing="ij"))
+    detector = rng.random((2040, 2040)) > 0.7
+    weights_in = rng.random((2040, 2040)).astype(np.float32)
+    masks = cut_patches(detector, rows, cols, size)
+    weights = cut_patches(weights_in, rows, cols, size)
+    mask, weight = reassemble(masks, weights, rows, cols, (2040, 2040))
+    assert mask.dtype == np.uint8 and weight.dtype == np.float32
+    assert np.array_equal(mask.astype(bool), detector) and np.array_equal(weight, weights_in)
+    assert np.array_equal(cut_patches(mask, rows, cols, size).astype(bool), masks)
+
+
+def test_overlaps_take_max_mask_and_mean_weight_uncovered_is_zero() -> None:
+    masks = np.zeros((2, 4, 4), bool)
+    masks[0, :, :] = True
+    weights = np.stack([np.full((4, 4), 1.0), np.full((4, 4), 0.5)]).astype(np.float32)
+    mask, weight = reassemble(masks, weights, np.array([0, 0]), np.array([0, 2]), (4, 8))
+    assert mask[:, :4].all() and not mask[:, 4:].any()
+    assert weight[0, 0] == 1.0 and weight[0, 2] == pytest.approx(0.75) and weight[0, 5] == 0.5
+    assert weight[0, 6] == 0.0  # no patch covers columns 6-7
+
+
+def test_patch_labels_follow_decisions_and_probability() -> None:
+    decisions = [
+        {"cluster": 5, "persistence": True, "confident": True},
+        {"cluster": 2, "persistence": True, "confident": False},
+        {"cluster": 9, "persistence": False, "confident": True},
+    ]
+    clusters = np.array([5, 5, 2, 9, 11])
+    probability = np.array([0.9, 0.1, 0.9, 0.9, 0.9])
+    persistence, confident = patch_labels(clusters, probability, decisions, min_probability=0.5)
+    assert persistence.tolist() == [True, True, True, False, False]
+    assert confident.tolist() == [True, False, False, True, False]
+    assert not patch_labels(clusters, probability, [], 0.5)[0].any()
+
+
+def test_pseudomask_product_and_quality(world: Params) -> None:
+    run_label(world)
+    stats = run_pseudomask(world)
+    assert stats["exposures"] == 1 and stats["persistence_patches"] == N_PER_CLUSTER
+    path = output_path(world.pseudomask.out, "e0")
+    with fits.open(path) as hdul:
+        assert [h.name for h in hdul[1:]] == ["DET11.MASK", "DET11.WEIGHT"]
+        mask = hdul["DET11.MASK"].data
+        weight = hdul["DET11.WEIGHT"].data
+        assert hdul[0].header["OBS_ID"] == "e0" and len(hdul[0].header["PARAMSHA"]) == 64
+    assert mask.shape == weight.shape == (2040, 2040)
+    assert mask.dtype == np.uint8 and weight.dtype.kind == "f" and weight.dtype.itemsize == 4
+    stripe = np.zeros((2040, 2040), bool)
+    for c in range(N_PER_CLUSTER):
+        stripe[PERSISTENT_ROWS, c * SIZE + 4 : c * SIZE + 64] = True
+    grown = ndimage.binary_dilation(stripe, np.ones((3, 3), bool))  # the smoothing blurs edges by a pixel
+    assert mask[stripe].mean() > 0.9 and mask[~grown].sum() == 0
+    assert weight[stripe].min() == 1.0  # confident persistence cluster
+    assert weight[:, 12 * SIZE :].max() == 0.0  # no patch there
+    assert set(np.unique(weight[:SIZE, : 12 * SIZE])) <= {1.0, world.pseudomask.weight.uncertain}
+
+    metrics = run_quality(world)
+    assert metrics["pixels"]["f1"] > 0.8 and metrics["pixels"]["recall_by_amplitude"]["10-20e"] == 0.0
+    assert metrics["pixels"]["recall_by_amplitude"]["20-50e"] > 0.9
+    written = json.loads(Path(world.pseudomask.quality.metrics).read_text())
+    assert written["pixels"]["iou"] == pytest.approx(metrics["pixels"]["iou"])
+    labels = json.loads(Path(world.pseudomask.quality.metrics_label).read_text())
+    assert labels["clusters"]["precision"] == labels["clusters"]["recall"] == 1.0
+    assert len(list(Path(world.pseudomask.quality.plots).glob("*.png"))) == 1
+
+
+def test_label_quality_counts_clusters_and_patches() -> None:
+    clusters = np.array([0, 0, 1, 1, 2, 2])
+    truth = np.array(["persistence", "persistence", "persistence", "clean", "clean", "clean"])
+    decisions = [{"cluster": c, "persistence": c in (0, 2)} for c in (0, 1, 2)]
+    result = label_quality(clusters, decisions, truth, truth_fraction=0.5)
+    # truly persistent: clusters 0 and 1 (half of 1's patches); labelled: 0 and 2
+    assert result["clusters"]["precision"] == 0.5 and result["clusters"]["recall"] == 0.5
+    assert result["patches"]["precision"] == 0.5 and result["patches"]["recall"] == pytest.approx(2 / 3)
+
+
+def test_patch_weights_follow_the_confidence_rules(world: Params) -> None:
+    weight_cfg = world.pseudomask.weight.model_copy(update={"uncertain": 0.25, "outside": 0.1})
+    patches = np.full((3, 8, 8), 0.3, np.float32)
+    usable = np.ones((3, 8, 8), bool)
+    usable[:, 0, 0] = False
+    bright = np.zeros((3, 8, 8), bool)
+    bright[:, :4] = True  # the previous exposure was bright in the top half only
+    persistence = np.array([True, True, False])
+    confident = np.array([True, False, False])
+    _, weights = patch_products(
+        patches, usable, bright, persistence, confident, world.pseudomask.segment, weight_cfg
+    )
+    assert (weights[:, 4:] == 1.0).all()  # not bright: label 0 is certain in every patch
+    assert (weights[0, 1:4] == 1.0).all()  # confident persistence cluster
+    assert (weights[1, 1:4] == 0.25).all()  # persistence cluster, not confident
+    assert (weights[2, 1:4] == 0.1).all()  # outside persistence clusters, where persistence is possible
+    assert (weights[:, 0, 0] == 0.0).all()  # unusable
+    _, unknown = patch_products(
+        patches, usable, None, persistence, confident, world.pseudomask.segment, weight_cfg
+    )
+    assert unknown[2, 1, 1] == 0.1 and unknown[0, 1, 1] == 1.0
