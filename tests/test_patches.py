@@ -9,6 +9,7 @@ import pytest
 from astropy.io import fits
 
 from slewdark.background import remove_background
+from slewdark.embed import read_truth_classes
 from slewdark.errors import SlewdarkError
 from slewdark.patches import (
     PatchOptions,
@@ -223,3 +224,7 @@ def test_patch_truth_stage_from_truth_files(raw: Path, tmp_path: Path) -> None:
     with pytest.raises(SlewdarkError, match=r"exp1\.truth\.fits"):
         build_patch_truth(out, tmp_path / "again.csv", 3.0, 5)
     assert not (tmp_path / "again.csv").exists()
+    (raw / "exp0.truth.fits").unlink()  # real data: no exposure has truth
+    assert build_patch_truth(out, tmp_path / "real.csv", 3.0, 5) == dict.fromkeys(counts, 0)
+    assert (tmp_path / "real.csv").read_text().splitlines() == [table[0]]
+    assert read_truth_classes(tmp_path / "real.csv", 36) is None

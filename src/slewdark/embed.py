@@ -90,6 +90,9 @@ def read_truth_classes(path: str | Path, n_patches: int) -> np.ndarray | None:
         return None
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
+    if not rows:
+        log.info("%s: no truth (real data)", path)
+        return None
     if len(rows) != n_patches:
         log.warning("%s has %d rows for %d patches: ignored (rerun patch-truth)", path, len(rows), n_patches)
         return None

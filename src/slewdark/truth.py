@@ -101,7 +101,9 @@ def build_patch_truth(
     Raises
     ------
     SlewdarkError
-        Naming every exposure without a readable truth file (nothing is written).
+        Naming every exposure without a readable truth file (nothing is written),
+        unless no exposure has one (real data): then the table has no rows and
+        the stages that read it skip their truth diagnostics.
     """
     from slewdark.io.fits import read_truth
 
@@ -112,15 +114,17 @@ def build_patch_truth(
     n_pixels = np.zeros(n, dtype=np.int64)
     maxima = np.zeros(n, dtype=np.float32)
     failures: list[str] = []
+    missing = 0
     groups = {(f, d) for f, d in zip(index["file"], index["detector"], strict=True)}
     for file, detector in sorted(groups):
         selected = (index["file"] == file) & (index["detector"] == detector)
         path = truth_file(file)
+        if not path.is_file():
+            failures.append(f"{path}: no truth file (only simulated exposures have one)")
+            missing += 1
+            continue
         try:
             truth = read_truth(path, detector)
-        except FileNotFoundError:
-            failures.append(f"{path}: no truth file (only simulated exposures have one)")
-            continue
         except ContractError as error:
             failures.append(str(error))
             continue
@@ -128,6 +132,10 @@ def build_patch_truth(
             truth.pers, truth.cr, truth.hot, index["row"][selected], index["col"][selected],
             size, persistence_threshold, min_pixels,
         )  # fmt: skip
+    if missing == len(groups):
+        log.warning("no exposure has a truth file (real data): writing an empty %s", out_csv)
+        write_table(out_csv, [], COLUMNS)
+        return dict.fromkeys(TRUTH_CLASSES, 0)
     if failures:
         raise SlewdarkError("no patch truth written:\n" + "\n".join(failures))
     rows = [
