@@ -145,7 +145,11 @@ def test_evaluate_end_to_end_with_astroscrappy(heldout: Path) -> None:
     table = (tmp_path / "metrics" / "eval_table.md").read_text()
     assert "| unet | 0.993 | 0.984 | 0.988 | 0.977 | 0.500 | 1.000 | 0.000 |" in table
 
-    pr = [row for row in read_csv(tmp_path / "plots" / "eval" / "pr.csv") if row["method"] == "unet"]
+    assert sorted(p.name for p in (tmp_path / "plots" / "eval" / "pr").iterdir()) == [
+        "astroscrappy.csv",
+        "unet.csv",
+    ]
+    pr = read_csv(tmp_path / "plots" / "eval" / "pr" / "unet.csv")
     by_threshold = {float(row["threshold"]): row for row in pr}
     assert float(by_threshold[0.0]["recall"]) == pytest.approx(1.0)
     assert float(by_threshold[0.5]["recall"]) == pytest.approx(1500 / 1525)
@@ -155,8 +159,16 @@ def test_evaluate_end_to_end_with_astroscrappy(heldout: Path) -> None:
     assert recalls == sorted(recalls, reverse=True)
 
     amplitude = read_csv(tmp_path / "plots" / "eval" / "recall_amplitude.csv")
-    assert len(amplitude) == 2 * 5
-    assert {row["bin"]: row["pixels"] for row in amplitude if row["method"] == "unet"}["3-5e"] == "25"
+    assert len(amplitude) == 5 and list(amplitude[0]) == [
+        "amplitude",
+        "amplitude_high",
+        "bin",
+        "pixels",
+        "unet",
+        "astroscrappy",
+    ]
+    assert {row["bin"]: row["pixels"] for row in amplitude}["3-5e"] == "25"
+    assert {row["bin"]: float(row["unet"]) for row in amplitude}["20-50e"] == 1.0
     for name in ("pr.png", "recall_amplitude.png"):
         assert (tmp_path / "plots" / "eval" / name).stat().st_size > 1000
 
@@ -164,7 +176,12 @@ def test_evaluate_end_to_end_with_astroscrappy(heldout: Path) -> None:
     assert len(runs) == 1
     assert runs.loc[0, "metrics.unet.f1"] == pytest.approx(3000 / 3036)
     artifacts = mlflow.MlflowClient().list_artifacts(runs.loc[0, "run_id"], "evaluate")
-    assert {Path(a.path).name for a in artifacts} >= {"eval.json", "eval_table.md", "pr.csv", "pr.png"}
+    assert {Path(a.path).name for a in artifacts} >= {
+        "eval.json",
+        "eval_table.md",
+        "recall_amplitude.csv",
+        "pr.png",
+    }
 
 
 def test_missing_truth_model_is_named(heldout: Path, capsys: pytest.CaptureFixture[str]) -> None:

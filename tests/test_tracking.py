@@ -55,3 +55,26 @@ def test_nested_runs_are_children(store: str) -> None:
 
 def test_flatten_nested_params() -> None:
     assert tracking.flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
+
+
+def test_git_revision_is_dirty_for_code_changes_but_not_for_pipeline_products(tmp_path: Path) -> None:
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    for name in ("dvc.lock", "params.yaml", "metrics/eval.json"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("a\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", "one")
+    head = tracking.git_revision(tmp_path)
+    assert len(head) == 40
+    (tmp_path / "dvc.lock").write_text("b\n")
+    (tmp_path / "metrics" / "eval.json").write_text("b\n")
+    assert tracking.git_revision(tmp_path) == head
+    assert tracking.git_revision(tmp_path / "metrics") == head  # from a sub-folder too
+    (tmp_path / "params.yaml").write_text("b\n")
+    assert tracking.git_revision(tmp_path) == f"{head}-dirty"
+    assert tracking.git_revision(tmp_path / "metrics") == f"{head}-dirty"

@@ -20,8 +20,8 @@ Exposures are read one detector at a time, and each method adds that
 detector's counts to its :class:`~slewdark.metrics.MethodScore`, so memory does
 not grow with the data set. Outputs: ``evaluate.metrics`` (JSON, per method),
 ``evaluate.table`` (Markdown), and in ``evaluate.plots`` the DVC plot tables
-``pr.csv`` and ``recall_amplitude.csv`` with their PNG figures; all are logged
-to one MLflow run.
+``pr/<method>.csv`` and ``recall_amplitude.csv`` (one column per method) with
+their PNG figures; all are logged to one MLflow run.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ log = logging.getLogger(__name__)
 STAGE = "evaluate"
 PRODUCT = "unet"
 METHOD_ORDER = (PRODUCT, "pseudomask", "unet_truth", "astroscrappy")
-PR_COLUMNS = ("method", "threshold", "precision", "recall")
-AMPLITUDE_COLUMNS = ("method", "amplitude", "amplitude_high", "bin", "recall", "pixels")
+PR_COLUMNS = ("threshold", "precision", "recall")
+AMPLITUDE_COLUMNS = ("amplitude", "amplitude_high", "bin", "pixels")
 TABLE_COLUMNS = (
     ("precision", "precision"),
     ("recall", "recall"),
@@ -323,40 +323,38 @@ def comparison_table(summaries: dict[str, dict[str, Any]], data: dict[str, int])
     return "\n".join([caption, "", header, rule, *rows]) + "\n"
 
 
-def pr_rows(scores: dict[str, MethodScore]) -> list[dict[str, object]]:
-    """Rows of ``pr.csv``: thresholds where the method flags at least one pixel."""
-    rows: list[dict[str, object]] = []
+def pr_tables(scores: dict[str, MethodScore]) -> dict[str, list[dict[str, object]]]:
+    """Per method, the rows of ``pr/<method>.csv``: thresholds where it flags at least one pixel.
+
+    One file per method, so that ``dvc plots`` draws one curve per method.
+    """
+    tables: dict[str, list[dict[str, object]]] = {}
     for name, score in scores.items():
         precision, recall, predicted = score.pr()
-        for threshold, p, r, n in zip(score.thresholds, precision, recall, predicted, strict=True):
-            if n > 0:
-                rows.append(
-                    {
-                        "method": name,
-                        "threshold": f"{threshold:.4f}",
-                        "precision": f"{p:.6f}",
-                        "recall": f"{r:.6f}",
-                    }
-                )
-    return rows
+        tables[name] = [
+            {"threshold": f"{threshold:.4f}", "precision": f"{p:.6f}", "recall": f"{r:.6f}"}
+            for threshold, p, r, n in zip(score.thresholds, precision, recall, predicted, strict=True)
+            if n > 0
+        ]
+    return tables
 
 
 def amplitude_rows(scores: dict[str, MethodScore]) -> list[dict[str, object]]:
-    """Rows of ``recall_amplitude.csv``: recall per truth-amplitude bin and method."""
-    rows: list[dict[str, object]] = []
+    """Rows of ``recall_amplitude.csv``: per truth-amplitude bin, its pixels and each method's recall."""
+    first = next(iter(scores.values()))
+    edges = first.edges
+    rows: list[dict[str, object]] = [
+        {
+            "amplitude": f"{edges[i]:g}",
+            "amplitude_high": f"{edges[i + 1]:g}",
+            "bin": amplitude_label(edges[i], edges[i + 1]),
+            "pixels": int(first.amplitude_total[i]),
+        }
+        for i in range(len(edges) - 1)
+    ]
     for name, score in scores.items():
-        edges = score.edges
-        for i, recall in enumerate(score.amplitude_recall()):
-            rows.append(
-                {
-                    "method": name,
-                    "amplitude": f"{edges[i]:g}",
-                    "amplitude_high": f"{edges[i + 1]:g}",
-                    "bin": amplitude_label(edges[i], edges[i + 1]),
-                    "recall": f"{recall:.6f}",
-                    "pixels": int(score.amplitude_total[i]),
-                }
-            )
+        for row, recall in zip(rows, score.amplitude_recall(), strict=True):
+            row[name] = f"{recall:.6f}"
     return rows
 
 
@@ -393,8 +391,11 @@ def run_evaluate(params: Params) -> EvaluationResult:
     plots = Path(cfg.plots)
     write_text_atomic(cfg.metrics, json.dumps(metrics, indent=2) + "\n")
     write_text_atomic(cfg.table, table)
-    write_table(plots / "pr.csv", pr_rows(scores), PR_COLUMNS)
-    write_table(plots / "recall_amplitude.csv", amplitude_rows(scores), AMPLITUDE_COLUMNS)
+    pr_files = {name: plots / "pr" / f"{name}.csv" for name in scores}
+    for name, rows in pr_tables(scores).items():
+        write_table(pr_files[name], rows, PR_COLUMNS)
+    amplitude_file = plots / "recall_amplitude.csv"
+    write_table(amplitude_file, amplitude_rows(scores), (*AMPLITUDE_COLUMNS, *scores))
     curves = {name: score.pr()[:2] for name, score in scores.items()}
     labels = [
         amplitude_label(lo, hi)
@@ -421,8 +422,10 @@ def run_evaluate(params: Params) -> EvaluationResult:
             }
         )
         run.set_tags({"evaluate.methods": ",".join(summaries)})
-        for path in (cfg.metrics, cfg.table, plots / "pr.csv", plots / "recall_amplitude.csv"):
+        for path in (cfg.metrics, cfg.table, amplitude_file):
             run.log_artifact(path, "evaluate")
+        for path in pr_files.values():
+            run.log_artifact(path, "evaluate/pr")
         for file_name in figures:
             run.log_artifact(plots / file_name, "evaluate")
     log.info("evaluated %s on %d detectors:\n%s", ", ".join(summaries), data["detectors"], table)

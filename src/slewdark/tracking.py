@@ -31,14 +31,23 @@ def tracking_uri(default: str) -> str:
     return os.environ.get(ENV_URI) or default
 
 
+PRODUCT_PATHSPECS = (":(top,exclude)dvc.lock", ":(top,exclude)metrics", ":(top,exclude)plots")
+"""Tracked paths that the pipeline writes: not counted as uncommitted changes."""
+
+
 def git_revision(repo: str | Path = ".") -> str:
-    """``git rev-parse HEAD`` with ``-dirty`` appended for uncommitted changes; ``unknown`` outside git."""
+    """``git rev-parse HEAD`` with ``-dirty`` appended for uncommitted changes; ``unknown`` outside git.
+
+    Changes to what the pipeline itself writes into git (``dvc.lock``, ``metrics/``,
+    ``plots/``) do not count: every ``dvc repro`` rewrites them, and they are
+    outputs, not the code, params or data a run came from.
+    """
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", *PRODUCT_PATHSPECS],
             cwd=repo,
             capture_output=True,
             text=True,
