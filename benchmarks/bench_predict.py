@@ -8,9 +8,10 @@ tiled inference, blending, threshold, FITS write with provenance) on one
 Reports Mpix/s, the extrapolation to a 16-detector exposure (66.6 Mpix), the
 network's share, how many mask pixels reduced precision changes, and
 ``astroscrappy.detect_cosmics`` on the same detector with the evaluation's
-settings. Without ``--input`` the detector is the first of the held-out set when
-present, else synthetic noise with streaks; without a trained model the
-architecture of ``params.yaml`` is randomly initialised (same cost).
+settings. Without ``--input`` the detector is the first of the first held-out
+exposure taken after a grism exposure (traces to find) when present, else
+synthetic noise with streaks; without a trained model the architecture of
+``params.yaml`` is randomly initialised (same cost).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from slewdark.io.fits import read_detector, read_info, read_truth
 from slewdark.models.unet import build_unet
 from slewdark.patches import exposure_files
 from slewdark.predict import PredictOptions, UnetModel, load_unet, predict_files, predict_probability
-from slewdark.train_unet import arch_kwargs
+from slewdark.train_unet import arch_kwargs, previous_kind
 from slewdark.truth import truth_file
 from slewdark.unet_input import Normalisation, detector_input
 
@@ -148,7 +149,8 @@ def main() -> None:
     params = load_params(args.params)
     source = args.input
     if source is None and Path(params.data.heldout).is_dir():
-        source = exposure_files(params.data.heldout)[0]
+        heldout = exposure_files(params.data.heldout)
+        source = next((path for path in heldout if previous_kind(path) == "grism"), heldout[0])
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, input: {source or 'synthetic'}")
     with tempfile.TemporaryDirectory() as tmp:
