@@ -53,7 +53,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from slewdark.config import LabelFallbackParams, LabelParams, Params
-from slewdark.errors import SlewdarkError
+from slewdark.errors import ContractError, SlewdarkError
 from slewdark.io.atomic import write_text_atomic
 from slewdark.io.fits import read_detector, read_info
 from slewdark.patch_data import open_patches
@@ -61,6 +61,7 @@ from slewdark.patches import read_index
 from slewdark.segment import threshold_at_mean
 from slewdark.simulate.sky import DISPERSION_ANGLE
 from slewdark.tracking import stage_run
+from slewdark.unet_input import previous_exposure_path
 
 log = logging.getLogger(__name__)
 
@@ -222,11 +223,11 @@ def previous_exposure(file: str | Path) -> tuple[Path | None, float]:
     dispersion = expected_dispersion(info.prev_gwa, info.prev_tilt)
     if not info.prev_file:
         return None, dispersion
-    prev = Path(file).parent / info.prev_file
-    if not prev.is_file():
-        log.warning("%s: PREVFILE %s not found; its patches use the fallback rule", file, prev)
+    try:
+        return previous_exposure_path(info), dispersion
+    except ContractError as error:
+        log.warning("%s; its patches use the fallback rule", error)
         return None, dispersion
-    return prev, dispersion
 
 
 def collect_evidence(patch_dir: str | Path, cfg: LabelParams) -> PatchEvidence:
