@@ -27,8 +27,8 @@ Weight map (``DETxy.WEIGHT``, confidence of the label for the UNet loss):
 - in other patches, where the previous exposure was bright or is unknown:
   ``weight.outside`` (0 by default: no label). Clusters are not pure, so a patch
   outside a persistence cluster can still hold faint persistence exactly there;
-  calling it background taught the UNet to miss it (held-out recall 0.46 with
-  weight 0.25 there, see the README).
+  calling it background (weight 0.25) went with a held-out UNet recall of
+  0.46 (see the README).
 
 Output: ``<out>/<stem>.pseudo.fits`` per exposure with ``DETxy.MASK`` (uint8, 1 =
 persistence) and ``DETxy.WEIGHT`` (float32 in [0, 1]), written atomically.
