@@ -13,7 +13,14 @@ from scipy import ndimage
 from slewdark.config import Params
 from slewdark.label import run_label
 from slewdark.patches import cut_patches
-from slewdark.pseudomask import output_path, patch_labels, patch_products, reassemble, run_pseudomask
+from slewdark.pseudomask import (
+    output_path,
+    patch_labels,
+    patch_products,
+    read_pseudo_mask,
+    reassemble,
+    run_pseudomask,
+)
 from slewdark.pseudomask_quality import label_quality, run_quality
 from test_label import N_PER_CLUSTER, PERSISTENT_ROWS, SIZE, make_world
 
@@ -126,3 +133,19 @@ def test_patch_weights_follow_the_confidence_rules(world: Params) -> None:
         patches, usable, None, persistence, confident, world.pseudomask.segment, weight_cfg
     )
     assert unknown[2, 1, 1] == 0.1 and unknown[0, 1, 1] == 1.0
+
+
+def test_read_pseudo_mask_names_the_file_and_the_missing_layer(tmp_path: Path) -> None:
+    from slewdark.errors import ContractError
+
+    path = tmp_path / "e0.pseudo.fits"
+    with pytest.raises(ContractError, match=r"e0\.pseudo\.fits: no pseudo-mask"):
+        read_pseudo_mask(path, "11")
+    mask = np.zeros((4, 4), np.uint8)
+    mask[1, 2] = 1
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(mask, name="DET11.MASK")]).writeto(path)
+    with pytest.raises(ContractError, match=r"no DET11\.WEIGHT extension"):
+        read_pseudo_mask(path, "11")
+    path.write_bytes(b"not a FITS file")
+    with pytest.raises(ContractError, match=r"e0\.pseudo\.fits"):
+        read_pseudo_mask(path, "11")

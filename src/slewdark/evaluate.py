@@ -235,7 +235,7 @@ def pseudomask_method(params: Params) -> MethodFn:
             detector.data, detector.usable, params.patches.low_percentile, params.patches.high_percentile
         )
         mask = segment(image01, detector.usable, params.pseudomask.segment)
-        prev, _ = previous_exposure(path)
+        prev, _ = previous_exposure(info)
         if prev is not None:
             fluence = read_detector(prev, detector.detector).data
             mask &= bright_map(fluence, params.label.bright_level, params.label.bright_dilation)

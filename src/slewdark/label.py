@@ -55,7 +55,7 @@ from tqdm import tqdm
 from slewdark.config import LabelFallbackParams, LabelParams, Params
 from slewdark.errors import ContractError, SlewdarkError
 from slewdark.io.atomic import write_text_atomic
-from slewdark.io.fits import read_detector, read_info
+from slewdark.io.fits import ExposureInfo, read_detector, read_info
 from slewdark.patch_data import open_patches
 from slewdark.patches import read_index
 from slewdark.segment import threshold_at_mean
@@ -217,9 +217,8 @@ def measure_patch(
     return int(signal.sum()), hit, chance, elongation, angle, peak_ratio(patch, usable), saturated
 
 
-def previous_exposure(file: str | Path) -> tuple[Path | None, float]:
-    """The previous exposure named by PREVFILE (or None) and the expected trace angle."""
-    info = read_info(file)
+def previous_exposure(info: ExposureInfo) -> tuple[Path | None, float]:
+    """The previous exposure named by PREVFILE (None when unnamed or missing) and the trace angle."""
     dispersion = expected_dispersion(info.prev_gwa, info.prev_tilt)
     if not info.prev_file:
         return None, dispersion
@@ -244,7 +243,7 @@ def collect_evidence(patch_dir: str | Path, cfg: LabelParams) -> PatchEvidence:
     groups = sorted({(f, d) for f, d in zip(index["file"], index["detector"], strict=True)})
     for file, detector in tqdm(groups, desc="label evidence", unit="detector"):
         rows = np.nonzero((index["file"] == file) & (index["detector"] == detector))[0]
-        prev, dispersion = previous_exposure(file)
+        prev, dispersion = previous_exposure(read_info(file))
         full_bright = None
         if prev is not None:
             fluence = read_detector(prev, detector).data

@@ -48,7 +48,8 @@ from tqdm import tqdm
 
 from slewdark import __version__
 from slewdark.config import Params, PseudomaskWeightParams, SegmentParams, params_sha256
-from slewdark.io.fits import read_detector, write_fits_atomic
+from slewdark.errors import ContractError
+from slewdark.io.fits import read_detector, read_info, write_fits_atomic
 from slewdark.label import bright_map, previous_exposure, read_assignments, read_labels
 from slewdark.patch_data import open_patches
 from slewdark.patches import ACTIVE_SIZE, read_index
@@ -63,6 +64,30 @@ STAGE = "pseudomask"
 def output_path(out_dir: str | Path, stem: str) -> Path:
     """``<out_dir>/<stem>.pseudo.fits``."""
     return Path(out_dir) / f"{stem}.pseudo.fits"
+
+
+def read_pseudo_mask(path: str | Path, detector: str) -> tuple[np.ndarray, np.ndarray]:
+    """``DETxy.MASK`` (bool) and ``DETxy.WEIGHT`` (float32) of a ``<stem>.pseudo.fits``.
+
+    Raises
+    ------
+    ContractError
+        When the file or an extension is missing or unreadable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ContractError(path, "no pseudo-mask (run 'slewdark pseudomask' first)")
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            names = {hdu.name for hdu in hdul}
+            for layer in ("MASK", "WEIGHT"):
+                if f"DET{detector}.{layer}" not in names:
+                    raise ContractError(path, f"no DET{detector}.{layer} extension")
+            mask = np.asarray(hdul[f"DET{detector}.MASK"].data) > 0
+            weight = np.asarray(hdul[f"DET{detector}.WEIGHT"].data, dtype=np.float32)
+    except OSError as error:
+        raise ContractError(path, f"unreadable pseudo-mask ({error})") from None
+    return mask, weight
 
 
 def patch_labels(
@@ -184,7 +209,7 @@ def _detector_hdus(
 ) -> Iterator[fits.ImageHDU]:
     """MASK and WEIGHT extensions of one exposure, computed one detector at a time."""
     file = str(index["file"][stem_rows[0]])
-    prev, _ = previous_exposure(file)
+    prev, _ = previous_exposure(read_info(file))
     detectors = list(dict.fromkeys(index["detector"][stem_rows]))
     for detector in detectors:
         rows = stem_rows[index["detector"][stem_rows] == detector]

@@ -20,18 +20,17 @@ import this module or read truth.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from astropy.io import fits
 from tqdm import tqdm
 
 from slewdark.config import Params
-from slewdark.errors import ContractError, SlewdarkError
+from slewdark.embed import read_truth_classes
+from slewdark.errors import SlewdarkError
 from slewdark.io.atomic import write_text_atomic
 from slewdark.io.fits import read_detector, read_truth
 from slewdark.label import read_assignments, read_labels
@@ -39,7 +38,7 @@ from slewdark.metrics import MethodScore, pr_thresholds, safe_ratio
 from slewdark.patches import normalise_detector, read_index
 from slewdark.plots.evaluate import save_figure
 from slewdark.plots.pseudomask import side_by_side
-from slewdark.pseudomask import output_path
+from slewdark.pseudomask import output_path, read_pseudo_mask
 from slewdark.truth import truth_file
 
 log = logging.getLogger(__name__)
@@ -54,19 +53,14 @@ def read_patch_truth(path: str | Path, n_patches: int) -> np.ndarray:
     Raises
     ------
     SlewdarkError
-        When the table is missing or does not match the patch index.
+        When the table is missing, empty (real data) or does not match the patch index.
     """
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            records = list(csv.DictReader(handle))
-    except FileNotFoundError:
-        raise SlewdarkError(f"{path}: no patch truth (run 'slewdark patch-truth' first)") from None
-    if len(records) != n_patches:
-        raise SlewdarkError(f"{path}: {len(records)} rows for {n_patches} patches (rerun patch-truth)")
-    classes = np.empty(n_patches, dtype=object)
-    for record in records:
-        classes[int(record["patch"])] = record["truth"]
+    classes = read_truth_classes(path, n_patches)
+    if classes is None:
+        raise SlewdarkError(
+            f"{path}: no patch truth for the {n_patches} patches (run 'slewdark patch-truth'; "
+            "real data have none)"
+        )
     return classes.astype(str)
 
 
@@ -120,26 +114,6 @@ def _scores(tp: int, n_pred: int, n_true: int) -> dict[str, float | int]:
     }
 
 
-def read_pseudo(path: Path, detector: str) -> tuple[np.ndarray, np.ndarray]:
-    """``DETxy.MASK`` (bool) and ``DETxy.WEIGHT`` of a ``<stem>.pseudo.fits``.
-
-    Raises
-    ------
-    ContractError
-        When the file or an extension is missing.
-    """
-    if not path.is_file():
-        raise ContractError(path, "no pseudo-mask (run 'slewdark pseudomask' first)")
-    with fits.open(path, memmap=False) as hdul:
-        names = {hdu.name for hdu in hdul}
-        for layer in ("MASK", "WEIGHT"):
-            if f"DET{detector}.{layer}" not in names:
-                raise ContractError(path, f"no DET{detector}.{layer} extension")
-        mask = np.asarray(hdul[f"DET{detector}.MASK"].data) > 0
-        weight = np.asarray(hdul[f"DET{detector}.WEIGHT"].data, dtype=np.float32)
-    return mask, weight
-
-
 def mask_quality(params: Params) -> tuple[dict[str, Any], list[Path]]:
     """Pixel metrics of every pseudo-mask against truth, and the side-by-side pictures.
 
@@ -160,7 +134,7 @@ def mask_quality(params: Params) -> tuple[dict[str, Any], list[Path]]:
     pictures: list[Path] = []
     pairs = list(dict.fromkeys(zip(index["exposure"], index["file"], index["detector"], strict=True)))
     for stem, file, detector in tqdm(pairs, desc="pseudomask quality", unit="detector"):
-        mask, weight = read_pseudo(output_path(params.pseudomask.out, stem), detector)
+        mask, weight = read_pseudo_mask(output_path(params.pseudomask.out, stem), detector)
         image = read_detector(file, detector)
         truth = read_truth(truth_file(file), detector)
         positive = image.usable & (truth.pers > ev.truth_threshold)

@@ -42,10 +42,10 @@ from slewdark.config import Params, UnetParams, params_sha256
 from slewdark.errors import SlewdarkError
 from slewdark.io.atomic import atomic_path, write_text_atomic
 from slewdark.io.fits import read_info
-from slewdark.label import expected_dispersion
 from slewdark.models.unet import build_unet, count_parameters
 from slewdark.patches import exposure_files, exposure_stem, write_table
 from slewdark.predict import UnetModel, checkpoint_payload
+from slewdark.simulate.sky import is_spectroscopic
 from slewdark.tracking import CHECKPOINT_ARTIFACT, StageRun, stage_run
 from slewdark.training import EpochRecord, FitConfig, fit, resolve_device, seed_everything
 from slewdark.unet_data import (
@@ -124,7 +124,7 @@ def previous_kind(path: Path) -> str:
     gwa = read_info(path).prev_gwa
     if gwa is None:
         return "unknown"
-    return "grism" if np.isfinite(expected_dispersion(gwa, 0.0)) else "imaging"
+    return "grism" if is_spectroscopic(gwa) else "imaging"
 
 
 def split_exposures(

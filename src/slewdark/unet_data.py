@@ -45,12 +45,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from astropy.io import fits
 from tqdm import tqdm
 
 from slewdark.errors import ContractError
 from slewdark.io.fits import iter_detectors, read_info, read_truth
 from slewdark.patches import exposure_stem
+from slewdark.pseudomask import output_path, read_pseudo_mask
 from slewdark.tiling import Origin
 from slewdark.truth import truth_file
 from slewdark.unet_input import Normalisation, detector_input, previous_exposure_path
@@ -88,14 +88,8 @@ def pseudo_mask_labels(masks_dir: str | Path) -> LabelSource:
     folder = Path(masks_dir)
 
     def labels(exposure: Path, detector: str, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        path = folder / f"{exposure_stem(exposure)}.pseudo.fits"
-        try:
-            with fits.open(path, memmap=False) as hdul:
-                mask = np.asarray(hdul[f"DET{detector}.MASK"].data, dtype=np.uint8)
-                weight = np.asarray(hdul[f"DET{detector}.WEIGHT"].data, dtype=np.float32)
-        except (OSError, KeyError) as error:
-            raise ContractError(path, f"no pseudo-mask for DET{detector} ({error})") from None
-        return (mask > 0).astype(np.uint8), np.where(usable, weight, 0.0).astype(np.float32)
+        mask, weight = read_pseudo_mask(output_path(folder, exposure_stem(exposure)), detector)
+        return mask.astype(np.uint8), np.where(usable, weight, 0.0).astype(np.float32)
 
     return labels
 

@@ -13,10 +13,11 @@ is renamed into place only when complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -340,6 +341,27 @@ def read_truth(path: str | Path, detector: str) -> Truth:
     )
 
 
+@contextlib.contextmanager
+def fits_writer(path: str | Path, primary_header: fits.Header) -> Iterator[Callable[[fits.ImageHDU], None]]:
+    """A multi-extension FITS file written one extension at a time under a temporary name.
+
+    Yields a function that appends one image extension; the file is renamed to
+    ``path`` only when the ``with`` block ends without an error, so several
+    writers opened together (one ``contextlib.ExitStack``) publish their files
+    together, in the reverse order of opening.
+
+    Parameters
+    ----------
+    path
+        Destination; an existing file is replaced only once the new one is complete.
+    primary_header
+        Header of the data-less primary HDU.
+    """
+    with atomic_path(path) as tmp:
+        fits.PrimaryHDU(header=primary_header).writeto(tmp, overwrite=True, output_verify="exception")
+        yield lambda hdu: fits.append(tmp, hdu.data, hdu.header, verify=False)
+
+
 def write_fits_atomic(path: str | Path, primary_header: fits.Header, hdus: Iterable[fits.ImageHDU]) -> None:
     """Write a multi-extension FITS file under a temporary name, then rename it.
 
@@ -353,10 +375,9 @@ def write_fits_atomic(path: str | Path, primary_header: fits.Header, hdus: Itera
         Image extensions, written in order and one at a time, so a generator keeps
         only one extension in memory.
     """
-    with atomic_path(path) as tmp:
-        fits.PrimaryHDU(header=primary_header).writeto(tmp, overwrite=True, output_verify="exception")
+    with fits_writer(path, primary_header) as append:
         for hdu in hdus:
-            fits.append(tmp, hdu.data, hdu.header, verify=False)
+            append(hdu)
 
 
 def mask_hdus(layers: MaskLayers, with_dq: bool) -> list[fits.ImageHDU]:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from slewdark import __version__
 from slewdark.config import SimulateParams
-from slewdark.io.atomic import atomic_path
+from slewdark.io.fits import fits_writer
 from slewdark.simulate.detector import cosmic_rays, hot_pixels, readout, snowballs
 from slewdark.simulate.persistence import persistence_signal
 from slewdark.simulate.sky import exposure_time, is_spectroscopic, previous_fluence
@@ -181,16 +181,12 @@ def simulate_exposure(cfg: SimulateParams, index: int, out: Path) -> Path:
         (truth_path, fits.Header({"OBS_ID": plan.stem})),
     )
     with contextlib.ExitStack() as stack:
-        temporaries = []
-        for target, header in targets:
-            tmp = stack.enter_context(atomic_path(target))
-            fits.PrimaryHDU(header=header).writeto(tmp, overwrite=True, output_verify="exception")
-            temporaries.append(tmp)
+        appends = [stack.enter_context(fits_writer(target, header)) for target, header in targets]
         for detector in cfg.detectors:
             layers = simulate_detector(cfg, plan, detector)
-            for tmp, hdus in zip(temporaries, _detector_hdus(cfg, layers, detector), strict=True):
+            for append, hdus in zip(appends, _detector_hdus(cfg, layers, detector), strict=True):
                 for hdu in hdus:
-                    fits.append(tmp, hdu.data, hdu.header, verify=False)
+                    append(hdu)
             del layers
     log.info(
         "%s: previous %s tilt %+.0f, TSINCE %.0f s, %d detectors",
