@@ -30,6 +30,7 @@ from slewdark.io.fits import read_detector, read_info, read_truth
 from slewdark.models.unet import build_unet
 from slewdark.patches import exposure_files
 from slewdark.predict import PredictOptions, UnetModel, load_unet, predict_files, predict_probability
+from slewdark.scaling import Scaling
 from slewdark.train_unet import arch_kwargs, previous_kind
 from slewdark.truth import truth_file
 from slewdark.unet_input import Normalisation, detector_input
@@ -61,11 +62,10 @@ def model_for(path: Path, params_path: Path, device: torch.device) -> UnetModel:
     params = load_params(params_path)
     torch.manual_seed(0)
     arch = arch_kwargs(params.unet)
-    low, high = params.patches.low_percentile, params.patches.high_percentile
     return UnetModel(
         network=build_unet(**arch).to(device).eval(),
         arch=arch,
-        normalisation=Normalisation(low, high, params.unet.prev_high_percentile),
+        normalisation=Normalisation(Scaling(**params.scaling.model_dump()), params.unet.prev_full_scale),
         tile=params.unet.inference.tile,
         overlap=params.unet.inference.overlap,
         threshold=params.unet.threshold,

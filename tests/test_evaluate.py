@@ -18,6 +18,7 @@ from slewdark.errors import SlewdarkError
 from slewdark.evaluate import read_mask_product
 from slewdark.models.unet import build_unet
 from slewdark.predict import PredictOptions, UnetModel, checkpoint_payload, load_unet, predict_files
+from slewdark.scaling import Scaling
 from slewdark.unet_input import Normalisation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,13 +88,17 @@ def params_file(tmp_path: Path, baselines: list[str], **unet: str) -> Path:
     return path
 
 
+SCALING = Scaling("channel_row_block", 34, 3.0, -4.0, 100.0)
+
+
 def write_tiny_model(path: Path) -> Path:
     """A randomly initialised tiny UNet checkpoint (a stand-in for ``models/unet_truth.pt``)."""
     torch.manual_seed(0)
     network = build_unet(**TINY_ARCH).eval()
     with torch.no_grad():
-        network.segmentation_head[0].bias -= float(network(torch.rand(1, 1, 64, 64)).median())
-    unet = UnetModel(network, TINY_ARCH, Normalisation(1.0, 99.0, 99.9), 1024, 32, 0.5, "tiny")
+        noise = torch.from_numpy(SCALING.squash(np.random.default_rng(0).standard_normal((1, 1, 64, 64))))
+        network.segmentation_head[0].bias -= float(network(noise).median())
+    unet = UnetModel(network, TINY_ARCH, Normalisation(SCALING, 1e5), 1024, 32, 0.5, "tiny")
     torch.save(checkpoint_payload(unet), path)
     return path
 
@@ -112,7 +117,8 @@ def heldout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_evaluate_end_to_end_with_astroscrappy(heldout: Path) -> None:
     tmp_path = heldout
-    assert main(["--params", str(params_file(tmp_path, ["astroscrappy"])), "-q", "evaluate"]) == 0
+    baselines = ["astroscrappy", "physics"]
+    assert main(["--params", str(params_file(tmp_path, baselines)), "-q", "evaluate"]) == 0
 
     metrics = json.loads((tmp_path / "metrics" / "eval.json").read_text())
     assert metrics["heldout"] == {
@@ -121,7 +127,7 @@ def test_evaluate_end_to_end_with_astroscrappy(heldout: Path) -> None:
         "usable_pixels": SIDE * (SIDE - 1),
         "positive_pixels": 1525,
     }
-    assert list(metrics["methods"]) == ["unet", "astroscrappy"]
+    assert list(metrics["methods"]) == ["unet", "physics", "astroscrappy"]
     unet = metrics["methods"]["unet"]
     assert (unet["tp"], unet["fp"], unet["fn"]) == (1500, 11, 25)
     assert unet["tn"] == SIDE * (SIDE - 1) - 1536
@@ -132,6 +138,10 @@ def test_evaluate_end_to_end_with_astroscrappy(heldout: Path) -> None:
     assert (unet["objects_found"], unet["objects"], unet["object_recall"]) == (1, 2, 0.5)
     assert unet["cosmic_ray_flagged_fraction"] == 1.0
     assert unet["hot_pixel_flagged_fraction"] == 0.0
+    assert unet["clean_pixels"] == SIDE * (SIDE - 1) - 1525 - 11 - 3  # no persistence, CR or hot pixel
+    assert unet["clean_flagged_fraction"] == 0.0
+    physics = metrics["methods"]["physics"]  # no PREVFILE: nothing flagged
+    assert physics["tp"] + physics["fp"] == 0 and physics["fn"] == 1525
     assert unet["recall_by_amplitude"]["3-5e"] == 0.0
     assert unet["recall_by_amplitude"]["20-50e"] == 1.0
     assert unet["recall_by_amplitude"][">=50e"] == 0.0
@@ -143,10 +153,12 @@ def test_evaluate_end_to_end_with_astroscrappy(heldout: Path) -> None:
     assert scrappy["hot_pixels"] == 3
 
     table = (tmp_path / "metrics" / "eval_table.md").read_text()
-    assert "| unet | 0.993 | 0.984 | 0.988 | 0.977 | 0.500 | 1.000 | 0.000 |" in table
+    assert "| clean px flagged |" in table
+    assert "| unet | 0.993 | 0.984 | 0.988 | 0.977 | 0.500 | 1.000 | 0.000 | 0.000 |" in table
 
     assert sorted(p.name for p in (tmp_path / "plots" / "eval" / "pr").iterdir()) == [
         "astroscrappy.csv",
+        "physics.csv",
         "unet.csv",
     ]
     pr = read_csv(tmp_path / "plots" / "eval" / "pr" / "unet.csv")
@@ -165,6 +177,7 @@ def test_evaluate_end_to_end_with_astroscrappy(heldout: Path) -> None:
         "bin",
         "pixels",
         "unet",
+        "physics",
         "astroscrappy",
     ]
     assert {row["bin"]: row["pixels"] for row in amplitude}["3-5e"] == "25"
@@ -231,16 +244,16 @@ def test_truth_model_in_memory_matches_slewdark_predict(heldout: Path) -> None:
     assert methods["unet_truth"] == methods["unet"]
 
 
-def test_pseudomask_baseline_segments_the_streak_and_keeps_only_bright_previous_pixels(heldout: Path) -> None:
+def test_heuristic_and_physics_baselines_keep_only_bright_previous_pixels(heldout: Path) -> None:
     from slewdark.config import load_params
-    from slewdark.evaluate import pseudomask_method
+    from slewdark.evaluate import heuristic_segmentation_method, physics_method
     from slewdark.io.fits import read_detector, read_info
 
     tmp_path = heldout
     params = load_params(REPO / "params.yaml")
     path = tmp_path / "heldout" / "exp1.fits"
     detector = read_detector(path, "11")
-    method = pseudomask_method(params)
+    method = heuristic_segmentation_method(params)
 
     alone, prob = method(path, read_info(path), detector)
     assert prob is None
@@ -249,6 +262,7 @@ def test_pseudomask_baseline_segments_the_streak_and_keeps_only_bright_previous_
 
     fluence = np.zeros((SIDE, SIDE), np.float32)
     fluence[1000:1003, 300:500] = 50000.0  # only the first 200 columns of the streak were bright
+    fluence[CR_ROW, CR_COLS] = 60000.0  # a cosmic ray in the previous exposure: thin, never bright
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(fluence, name="DET11.SCI")]).writeto(
         tmp_path / "heldout" / "exp1.prev.fits"
     )
@@ -258,3 +272,8 @@ def test_pseudomask_baseline_segments_the_streak_and_keeps_only_bright_previous_
     assert restricted[1000:1003, 300:500].mean() > 0.9
     assert restricted[:, 510:].sum() == 0  # beyond the bright region (+1 px dilation) nothing is kept
     assert restricted.sum() < alone.sum()
+
+    physics, prob = physics_method(params.evaluate.physics)(path, read_info(path), detector)
+    assert prob is None
+    assert physics[1000:1003, 300:500].all() and not physics[:, 510:].any()  # not the cosmic ray
+    assert physics.sum() == 5 * 202 - 4  # half well, grown by 1 px; the 3 px median rounds the corners

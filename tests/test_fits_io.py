@@ -84,6 +84,30 @@ def test_nan_and_dq_bits(tmp_path):
     assert det.persist_bit == 20 and det.persist_flag[3, 3] and det.persist_flag.sum() == 1
 
 
+def test_saturated_layer_from_the_satur_bit_and_unexplained_nan(tmp_path):
+    data = np.zeros((2040, 2040), np.float32)
+    data[10, 10] = 1e5  # capped at full well, SATUR bit set (renumbered to 11 by the primary header)
+    data[20, 20] = np.nan  # NaN with no unusable bit: a saturated star's core
+    data[30, 30] = np.nan  # NaN explained by DISCONNECTED: no data, not saturation
+    dq = np.zeros((2040, 2040), np.uint32)
+    dq[10, 10] = 1 << 11
+    dq[30, 30] = 1 << 2
+    dq[40, 40] = 1 << 10  # bit 10 means nothing once MSK_FLAG_SATUR says 11
+    path = tmp_path / "prev.fits"
+    primary = fits.Header()
+    primary["HIERARCH MSK_FLAG_SATUR"] = 11
+    hdus = [fits.ImageHDU(data, name="DET11.SCI"), fits.ImageHDU(dq, name="DET11.DQ")]
+    write_fits_atomic(path, primary, hdus)
+    det = read_detector(path, "11")
+    assert det.saturated.dtype == bool
+    assert det.saturated[10, 10] and det.saturated[20, 20] and det.saturated.sum() == 2
+    assert det.usable[10, 10] and not det.usable[20, 20] and not det.usable[30, 30]
+
+    write_fits_atomic(path, fits.Header(), [fits.ImageHDU(data, name="DET11.SCI")])
+    without_dq = read_detector(path, "11")
+    assert without_dq.saturated[20, 20] and without_dq.saturated[30, 30] and without_dq.saturated.sum() == 2
+
+
 def test_mask_product_sets_persist_bit(tmp_path):
     mask = np.zeros((2040, 2040), np.uint8)
     mask[10, 20] = 1
@@ -112,6 +136,9 @@ def test_truth_round_trip(tmp_path):
     write_fits_atomic(path, fits.Header(), hdus)
     truth = read_truth(path, "11")
     assert truth.pers[0, 0] == 2.5 and truth.cr[5, 5] and truth.hot.sum() == 1
+    assert truth.snow.dtype == bool and not truth.snow.any()  # DET11.SNOW is optional
+    write_fits_atomic(path, fits.Header(), [*hdus, fits.ImageHDU(flags, name="DET11.SNOW")])
+    assert read_truth(path, "11").snow[5, 5]
     with pytest.raises(ContractError, match=r"no DET12\.PERS"):
         read_truth(path, "12")
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import yaml
 from astropy.io import fits
+from scipy import ndimage
 
 from slewdark.config import Params, load_params
 from slewdark.errors import SlewdarkError
-from slewdark.io.fits import write_fits_atomic
+from slewdark.io.fits import DetectorImage, write_fits_atomic
 from slewdark.label import (
     PatchEvidence,
     apply_overrides,
@@ -190,18 +191,48 @@ def test_bad_overrides_are_named(tmp_path: Path) -> None:
     assert read_overrides(tmp_path / "absent.yaml") == {}
 
 
+def prev_image(data: np.ndarray, saturated: np.ndarray | None = None) -> DetectorImage:
+    """A previous exposure's detector as the reader returns it without a DQ layer (NaN = saturated)."""
+    flagged = np.isnan(data) if saturated is None else saturated | np.isnan(data)
+    return DetectorImage("11", data, None, np.isfinite(data), None, fits.Header(), 13, flagged)
+
+
 def test_bright_map_and_coincidence() -> None:
     fluence = np.zeros((10, 10), np.float32)
     fluence[4, 4] = 5e4
     fluence[0, 0] = np.nan
-    bright = bright_map(fluence, 1e4, dilation=1)
-    assert bright.sum() == 9 and bright[3:6, 3:6].all()
-    assert bright_map(fluence, 1e4, dilation=0).sum() == 1
+    bright = bright_map(prev_image(fluence), 1e4, dilation=1, median=1)
+    assert bright.sum() == 9 + 4 and bright[3:6, 3:6].all() and bright[:2, :2].all()  # NaN: saturated
+    assert bright_map(prev_image(fluence), 1e4, dilation=0, median=1).sum() == 2
     signal = np.zeros((10, 10), bool)
     signal[4, 3:7] = True  # 3 of 4 signal pixels bright
     hit, chance = coincidence(signal, bright, np.ones((10, 10), bool))
-    assert hit == pytest.approx(0.75) and chance == pytest.approx(0.09)
+    assert hit == pytest.approx(0.75) and chance == pytest.approx(0.13)
     assert np.isnan(coincidence(np.zeros((10, 10), bool), bright, np.ones((10, 10), bool))[0])
+
+
+def test_bright_map_ignores_cosmic_rays_and_noise_but_not_saturated_cores() -> None:
+    rng = np.random.default_rng(3)
+    fluence = 500.0 + 9.0 * rng.standard_normal((80, 80))
+    track = np.zeros((80, 80))
+    track[np.arange(10, 40), np.arange(20, 50)] = 4e4  # a diagonal cosmic-ray track, 4e4 e- per pixel
+    track[60, 5:35] = 4e4  # and one along a row
+    fluence += ndimage.gaussian_filter(track, 0.6)  # charge diffusion as in the simulator
+    assert fluence.max() > 1e4
+    cosmic = prev_image(fluence.astype(np.float32))
+    assert not bright_map(cosmic, 1e4, dilation=1, median=3).any()
+    assert bright_map(cosmic, 1e4, dilation=1, median=1).any()  # without the median filter it would be
+
+    yy, xx = np.mgrid[:80, :80]
+    star = 3e5 * np.exp(-((yy - 20) ** 2 + (xx - 60) ** 2) / (2 * 0.7**2))  # PSF sigma 0.7 px
+    capped = np.minimum(fluence + star, 1e5).astype(np.float32)
+    flagged = capped >= 1e5
+    assert 1 <= flagged.sum() <= 9
+    bright = bright_map(prev_image(capped, flagged), 5e4, dilation=1, median=3)
+    assert bright[19:22, 59:62].all() and not bright[:, :50].any()
+
+    nan_core = np.where(flagged, np.nan, capped).astype(np.float32)
+    assert np.array_equal(bright_map(prev_image(nan_core), 5e4, dilation=1, median=3), bright)
 
 
 def test_shape_peak_and_dispersion_features() -> None:

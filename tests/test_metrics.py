@@ -95,9 +95,10 @@ def test_method_score_streams_detectors_like_one_big_array() -> None:
     cr = rng.random((2, 40, 40)) < 0.05
     hot = rng.random((2, 40, 40)) < 0.05
     valid = np.ones((2, 40, 40), dtype=bool)
+    clean = (amplitude < 1.0) & ~cr & ~hot
     streamed = MethodScore(edges, pr_thresholds(5), 0.5)
     for i in range(2):
-        streamed.add(mask[i], prob[i], amplitude[i], positive[i], cr[i], hot[i], valid[i])
+        streamed.add(mask[i], prob[i], amplitude[i], positive[i], cr[i], hot[i], valid[i], clean[i])
     whole = confusion(mask, positive, valid)
     summary = streamed.summary()
     assert (summary["tp"], summary["fp"], summary["fn"], summary["tn"]) == (
@@ -109,6 +110,12 @@ def test_method_score_streams_detectors_like_one_big_array() -> None:
     assert summary["f1"] == pytest.approx(whole.f1)
     expected_cr = (mask & cr & ~positive).sum() / (cr & ~positive).sum()
     assert summary["cosmic_ray_flagged_fraction"] == pytest.approx(expected_cr)
+    assert summary["clean_flagged_fraction"] == pytest.approx((mask & clean).sum() / clean.sum())
+    assert summary["clean_pixels"] == clean.sum()
+    found = (mask & positive & (amplitude >= 10.0)).sum()
+    assert streamed.recall_above(10.0) == pytest.approx(found / (positive & (amplitude >= 10.0)).sum())
+    with pytest.raises(ValueError, match="not an amplitude bin edge"):
+        streamed.recall_above(27.0)
     assert set(summary["recall_by_amplitude"]) == {"3-10e", ">=10e"}
     assert summary["detectors"] == 2
     _, recall, _ = streamed.pr()
@@ -125,3 +132,4 @@ def test_binary_method_is_a_single_pr_point() -> None:
     assert predicted.tolist() == [4, 2, 2, 2, 2]
     assert recall[1:].tolist() == [0.5] * 4
     assert precision[1:].tolist() == [0.5] * 4
+    assert score.summary()["clean_pixels"] == 0  # clean pixels not given: not counted

@@ -17,37 +17,15 @@ from slewdark.patches import (
     build_patches,
     cut_patches,
     exposure_files,
-    normalise_detector,
     patch_channels,
     patch_origins,
     read_index,
 )
+from slewdark.scaling import Scaling, scale_detector
 from slewdark.truth import build_patch_truth, classify_patches
 
 SIZE = 2040
-
-
-def test_normalise_maps_percentiles_and_fills_unusable_with_the_median() -> None:
-    image = np.arange(100, dtype=np.float64).reshape(10, 10)
-    image[0, 0] = np.nan
-    image[9, 9] = 1e5  # a cosmic ray
-    usable = np.isfinite(image)
-    usable[5, 5] = False  # flagged in DQ
-    out, low, high = normalise_detector(image, usable, 10.0, 90.0)
-    values = image[usable & np.isfinite(image)]
-    assert (low, high) == pytest.approx(tuple(np.percentile(values, [10, 90])))
-    assert out.dtype == np.float32 and np.isfinite(out).all()
-    assert out.min() == 0 and out.max() == 1 and out[9, 9] == 1
-    median = (np.median(values) - low) / (high - low)
-    assert out[0, 0] == pytest.approx(median) and out[5, 5] == pytest.approx(median)
-    assert out[3, 3] == pytest.approx((33 - low) / (high - low))
-
-
-def test_normalise_flat_and_empty_images() -> None:
-    out, low, high = normalise_detector(np.full((4, 4), 7.0), np.ones((4, 4), bool), 1, 99)
-    assert high > low and np.isfinite(out).all()
-    with pytest.raises(ValueError, match="no usable"):
-        normalise_detector(np.full((4, 4), np.nan), np.ones((4, 4), bool), 1, 99)
+SCALING = Scaling("channel_row_block", 34, 3.0, -4.0, 100.0)
 
 
 def test_index_round_trips_to_pixel_positions() -> None:
@@ -126,8 +104,7 @@ def options(**changes: object) -> PatchOptions:
         "size": 340,
         "stride": 340,
         "n_channels": 10,
-        "low_percentile": 1.0,
-        "high_percentile": 99.0,
+        "scaling": SCALING,
         "background": None,
         "split_mode": "grouped",
         "fractions": (0.7, 0.15, 0.15),
@@ -175,7 +152,7 @@ def test_stage_streams_patches_that_round_trip_to_the_fits_pixels(raw: Path, tmp
     assert set(index["split"]) == {"train", "val", "test"}
     for k in (0, 40, 215):
         det = read_detector(raw / f"{index['exposure'][k]}.fits", index["detector"][k])
-        expected, _, _ = normalise_detector(det.data, det.usable, 1.0, 99.0)
+        expected = scale_detector(det.data, det.usable, SCALING).image
         r, c = index["row"][k], index["col"][k]
         assert np.array_equal(patches[k], expected[r : r + 340, c : c + 340])
         assert np.array_equal(usable[k], det.usable[r : r + 340, c : c + 340])
@@ -183,7 +160,7 @@ def test_stage_streams_patches_that_round_trip_to_the_fits_pixels(raw: Path, tmp
     assert (index["row"][nan_patch], index["col"][nan_patch]) == (0, 680)
     assert not usable[nan_patch, 100:110, 20:40].any()
     block = patches[nan_patch, 100:110, 20:40]
-    assert np.all(block == block[0, 0]) and 0.3 < block[0, 0] < 0.7  # the median, not 0
+    assert np.all(block == SCALING.squash(0.0))  # the background level, not 0
     assert index["usable_fraction"][nan_patch] == pytest.approx(1 - 200 / 340**2, abs=1e-6)
     assert np.array_equal(index["channel"][:6], [0] * 6)
 

@@ -42,8 +42,10 @@ ALL_STAGES = {
     "train_unet_truth",
     "predict",
     "evaluate",
+    "simulate_stress",
+    "robustness",
 }
-AFTER_PSEUDOMASK = {"pseudomask", "pseudomask_quality", "train_unet", "predict", "evaluate"}
+AFTER_PSEUDOMASK = {"pseudomask", "pseudomask_quality", "train_unet", "predict", "evaluate", "robustness"}
 
 pytestmark = pytest.mark.slow
 
@@ -107,7 +109,13 @@ def test_first_repro_runs_every_stage_and_ends_with_the_evaluation(pipeline) -> 
     repo, _, first = pipeline
     assert stages_run(first) == ALL_STAGES
     evaluation = json.loads((repo / "metrics" / "eval.json").read_text())
-    assert set(evaluation["methods"]) == {"unet", "pseudomask", "unet_truth", "astroscrappy"}
+    assert set(evaluation["methods"]) == {
+        "unet",
+        "physics",
+        "heuristic_segmentation",
+        "unet_truth",
+        "astroscrappy",
+    }
     assert evaluation["heldout"]["positive_pixels"] > 0
     for name in ("label.json", "pseudomask.json", "unet.json", "cluster.json"):
         assert (repo / "metrics" / name).is_file()

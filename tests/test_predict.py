@@ -23,6 +23,7 @@ from slewdark.predict import (
     output_path,
     predict_files,
 )
+from slewdark.scaling import Scaling
 from slewdark.unet_input import Normalisation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +36,9 @@ ARCH = {
     "encoder_width": 4,
 }
 PROVENANCE = ("SDVER", "GITREV", "MODEL", "MLRUN", "PARAMSHA", "INPUTSHA", "DATE")
+
+
+SCALING = Scaling("channel_row_block", 34, 3.0, -4.0, 100.0)
 
 
 def write_exposure(path: Path, detectors: tuple[str, ...], seed: int, with_dq: bool = False) -> Path:
@@ -65,7 +69,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     unet = UnetModel(
         network=network,
         arch=ARCH,
-        normalisation=Normalisation(1.0, 99.0, 99.9),
+        normalisation=Normalisation(SCALING, 1e5),
         tile=1024,
         overlap=32,
         threshold=0.5,
@@ -75,7 +79,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         params_sha="abc",
     )
     with torch.inference_mode():
-        x = torch.rand(1, 1, 64, 64)
+        x = torch.from_numpy(SCALING.squash(np.random.default_rng(0).standard_normal((1, 1, 64, 64))))
         median_logit = float(network(x).median())
         network.segmentation_head[0].bias -= median_logit
     path = tmp_path_factory.mktemp("model") / "unet.pt"

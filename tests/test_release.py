@@ -44,6 +44,7 @@ import torch
 from slewdark.models.unet import build_unet
 from slewdark.predict import UnetModel, checkpoint_payload
 from slewdark.tracking import CHECKPOINT_ARTIFACT, stage_run
+from slewdark.scaling import Scaling
 from slewdark.unet_input import Normalisation
 
 ARCH = {ARCH!r}
@@ -51,8 +52,9 @@ torch.manual_seed(0)
 network = build_unet(**ARCH).eval()
 with stage_run("train_unet", "sqlite:///unused.db", "slewdark") as run:
     version = run.log_torch_model(network, "unet", registered_model="{NAME}")
+    scaling = Scaling("channel_row_block", 34, 3.0, -4.0, 100.0)
     unet = UnetModel(
-        network, ARCH, Normalisation(1.0, 99.0, 99.9), 1024, 32, 0.5, "{MODEL}", run.run_id, version, "sha"
+        network, ARCH, Normalisation(scaling, 1e5), 1024, 32, 0.5, "{MODEL}", run.run_id, version, "sha"
     )
     Path("{MODEL}").parent.mkdir(exist_ok=True)
     torch.save(checkpoint_payload(unet), "{MODEL}")

@@ -35,6 +35,17 @@ def test_threshold_sigma_raises_the_level() -> None:
     assert at_mean == 50 and 0 < above < at_mean
 
 
+def test_a_floor_keeps_pure_noise_out() -> None:
+    noise = np.random.default_rng(0).standard_normal((40, 40))
+    usable = np.ones_like(noise, bool)
+    assert threshold_at_mean(noise, usable, 0.0, 0.0).mean() > 0.4
+    noise[10:13, 5:35] += 3.0
+    floored = threshold_at_mean(noise, usable, 0.0, 1.0, floor=1.0)
+    assert (
+        floored[10:13, 5:35].all() and floored.sum() - floored[8:15, 3:37].sum() < 5
+    )  # smoothing spreads 1-2 px
+
+
 def test_std_filter_is_zero_on_flat_and_high_at_an_edge() -> None:
     image = np.zeros((9, 9))
     assert np.allclose(std_filter(image, 3), 0.0)

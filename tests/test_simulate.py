@@ -1,7 +1,9 @@
-"""The slew-dark simulator: contract, determinism and physics sanity."""
+"""The slew-dark simulator: contract, determinism, physics and the ranges it spans."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -11,18 +13,21 @@ from scipy import ndimage
 
 from slewdark.cli import main
 from slewdark.config import load_params
+from slewdark.errors import ParamsError
 from slewdark.io.fits import read_detector, read_info, read_truth
 from slewdark.simulate import dataset
 from slewdark.simulate.dataset import (
+    SATUR_BIT,
     SHAPE,
-    ExposurePlan,
+    ScienceExposure,
     generator,
     plan_exposure,
     simulate_dataset,
     simulate_detector,
 )
-from slewdark.simulate.detector import expected_cosmic_hits
-from slewdark.simulate.persistence import persistence_signal
+from slewdark.simulate.detector import expected_cosmic_hits, hot_pixels
+from slewdark.simulate.persistence import persistence_signal, trap_factor
+from slewdark.simulate.render import orient
 from slewdark.simulate.sky import trace_rate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,17 +38,27 @@ def params():
     return load_params(REPO / "params.yaml")
 
 
-def tiny(params, out: Path, seed: int = 7, n: int = 1, detectors=("11",)):
+def tiny(params, out: Path, seed: int = 7, n: int = 1, detectors=("11",), **update):
     return params.simulate.model_copy(
-        update={"out": str(out), "seed": seed, "n_exposures": n, "detectors": list(detectors)}
+        update={"out": str(out), "seed": seed, "n_exposures": n, "detectors": list(detectors), **update}
     )
+
+
+def grism_plan(cfg, tsince: float = 60.0, richness: float = 3.0, **update):
+    """Exposure 0's plan with a bright RGS000 previous exposure, no history, not persistence-free."""
+    previous = ScienceExposure("RGS000", 0.0, richness, cfg.sky.spectro_exptime, tsince)
+    fields = {"previous": previous, "history": (), "persistence_free": False, "exptime": 100.0, **update}
+    return dataclasses.replace(plan_exposure(cfg, 0), **fields)
 
 
 def test_files_follow_the_contract(params, tmp_path):
     [path] = simulate_dataset(tiny(params, tmp_path, detectors=("11", "23")))
     info = read_info(path)
+    cfg = params.simulate
     assert info.detectors == ("11", "23")
-    assert info.prev_gwa in params.simulate.sky.kinds and info.tsince in params.simulate.tsince
+    assert info.prev_gwa in cfg.sky.kinds and info.prev_tilt in (0.0, *cfg.sky.tilts)
+    assert cfg.tsince[0] <= info.tsince <= cfg.tsince[1] or info.header["SIMPFREE"]
+    assert cfg.exptime[0] <= info.exptime <= cfg.exptime[1]
     assert (tmp_path / info.prev_file).is_file()
     assert read_info(tmp_path / info.prev_file).detectors == ("11", "23")
     det = read_detector(path, "23")
@@ -57,18 +72,23 @@ def test_files_follow_the_contract(params, tmp_path):
     ]
     layout = {
         "": ["DET11.SCI", "DET23.SCI"],
-        ".prev": ["DET11.SCI", "DET23.SCI"],
+        ".prev": ["DET11.SCI", "DET11.DQ", "DET23.SCI", "DET23.DQ"],
         ".truth": [f"DET{d}.{kind}" for d in ("11", "23") for kind in ("PERS", "CR", "HOT", "SNOW")],
     }
-    dtypes = {"SCI": np.float32, "PERS": np.float32, "CR": np.uint8, "HOT": np.uint8, "SNOW": np.uint8}
+    dtypes = {
+        "SCI": np.float32,
+        "DQ": np.uint32,
+        "PERS": np.float32,
+        "CR": np.uint8,
+        "HOT": np.uint8,
+        "SNOW": np.uint8,
+    }
     for suffix, names in layout.items():
         with fits.open(tmp_path / f"sd007_0000{suffix}.fits") as hdul:
             assert hdul[0].data is None and [hdu.name for hdu in hdul[1:]] == names
             for hdu in hdul[1:]:
-                assert (
-                    hdu.data.shape == SHAPE
-                    and hdu.data.dtype.newbyteorder("=") == dtypes[hdu.name.split(".")[1]]
-                )
+                kind = hdu.name.split(".")[1]
+                assert hdu.data.shape == SHAPE and hdu.data.dtype.newbyteorder("=") == dtypes[kind]
             header = hdul[0].header
             if suffix == "":
                 assert (header["TELESCOP"], header["INSTRUME"], header["OBS_ID"]) == (
@@ -76,12 +96,21 @@ def test_files_follow_the_contract(params, tmp_path):
                     "NISP",
                     "sd007_0000",
                 )
-                assert header["EXPTIME"] == params.simulate.exptime and "DATE-OBS" in header
-                assert header["PREVTILT"] in (0.0, *params.simulate.sky.tilts)
+                assert "DATE-OBS" in header and "NHIST" not in header
                 assert hdul[1].header["BUNIT"] == "electron" and hdul[1].header["DET_ID"] == "11"
+                assert hdul[1].header["SIMORIEN"] in cfg.orientation
             if suffix == ".prev":
                 assert header["TILT"] == info.prev_tilt and header["EXPTIME"] > 0
                 assert info.prev_gwa in (header["GWA"], header["FILTER"])
+                assert header["MSK_FLAG_SATUR"] == SATUR_BIT == hdul["DET11.DQ"].header["MSK_FLAG_SATUR"]
+                assert hdul["DET11.SCI"].header["SIMORIEN"] == hdul_orientation(path, "11")
+            if suffix == ".truth":
+                assert header["NHIST"] >= 0
+
+
+def hdul_orientation(path: Path, detector: str) -> int:
+    with fits.open(path) as hdul:
+        return hdul[f"DET{detector}.SCI"].header["SIMORIEN"]
 
 
 def test_a_failed_exposure_leaves_no_file_and_keeps_the_old_ones(params, tmp_path, monkeypatch):
@@ -104,52 +133,261 @@ def test_a_failed_exposure_leaves_no_file_and_keeps_the_old_ones(params, tmp_pat
 
 
 def test_same_seed_gives_identical_bytes_and_another_seed_does_not(params, tmp_path):
-    a = simulate_dataset(tiny(params, tmp_path / "a"))[0]
-    b = simulate_dataset(tiny(params, tmp_path / "b"))[0]
+    a = simulate_dataset(tiny(params, tmp_path / "a", detectors=("11", "23")))[0]
+    b = simulate_dataset(tiny(params, tmp_path / "b", detectors=("11", "23")))[0]
     c = simulate_dataset(tiny(params, tmp_path / "c", seed=8))[0]
+    alone = simulate_dataset(tiny(params, tmp_path / "d", detectors=("23",)))[0]
     for suffix in (".fits", ".prev.fits", ".truth.fits"):
         name = a.name.replace(".fits", suffix)
         assert (a.parent / name).read_bytes() == (b.parent / name).read_bytes()
+        with fits.open(a.parent / name) as both, fits.open(alone.parent / name) as one:
+            for hdu in one[1:]:
+                np.testing.assert_array_equal(
+                    hdu.data, both[hdu.name].data, err_msg="subset changed a detector"
+                )
     assert read_detector(a, "11").data.tobytes() != read_detector(c, "11").data.tobytes()
 
 
-def test_cosmic_ray_and_hot_pixel_rates_match_the_configuration(params):
+def test_cosmic_ray_and_hot_pixel_rates_follow_the_exposure(params):
     cfg = params.simulate
-    plan_layers = [simulate_detector(cfg, plan_exposure(cfg, i), "11") for i in range(2)]
-    expected_hits = expected_cosmic_hits(cfg.exptime, cfg.cosmic_rays, cfg.detector, SHAPE)
-    for layers in plan_layers:
-        assert abs(layers.n_cosmic_hits / expected_hits - 1) < 0.2
-        hit = layers.cosmic > cfg.cosmic_rays.truth_threshold
-        _, found = ndimage.label(hit, structure=np.ones((3, 3)))
-        assert abs(found / expected_hits - 1) < 0.2, "hits seen in the truth mask"
-        assert abs(layers.hot.mean() / cfg.hot_pixels.fraction - 1) < 0.2
-    np.testing.assert_array_equal(plan_layers[0].hot, plan_layers[1].hot)
+    plans = [plan_exposure(cfg, i) for i in range(2)]
+    layers = [simulate_detector(cfg, plan, "11") for plan in plans]
+    for plan, layer in zip(plans, layers, strict=True):
+        assert cfg.cosmic_rays.rate_factor[0] <= plan.cosmic_rate_factor <= cfg.cosmic_rays.rate_factor[1]
+        expected = expected_cosmic_hits(
+            plan.exptime, plan.cosmic_rate_factor, cfg.cosmic_rays, cfg.detector, SHAPE
+        )
+        assert abs(layer.n_cosmic_hits / expected - 1) < 0.2
+        _, found = ndimage.label(layer.cosmic > cfg.cosmic_rays.truth_threshold, structure=np.ones((3, 3)))
+        assert abs(found / expected - 1) < 0.25, "hits seen in the truth mask"
+        assert abs(layer.hot.mean() / plan.hot_fraction - 1) < 0.1
+    small, large = sorted(layers, key=lambda layer: layer.hot.sum())
+    assert small.hot.sum() < large.hot.sum() and not (small.hot & ~large.hot).any(), (
+        "hot pixels must stay put"
+    )
+
+
+def test_hot_pixels_are_nested_and_stable_across_fractions(params):
+    cfg = params.simulate.hot_pixels
+    masks = [hot_pixels(SHAPE, f, cfg, generator(5, 3, 11)) for f in (0.001, 0.003, 0.005)]
+    for lower, higher in itertools.pairwise(masks):
+        assert not (lower.mask & ~higher.mask).any()
+        np.testing.assert_array_equal(lower.rate[lower.mask], higher.rate[lower.mask])
+    assert hot_pixels(SHAPE, 0.0, cfg, generator(5, 3, 11)).mask.sum() == 0
 
 
 def test_hot_pixels_are_measured_in_the_data(params):
     cfg = params.simulate
-    layers = simulate_detector(cfg, plan_exposure(cfg, 0), "11")
-    rate_min_charge = cfg.hot_pixels.rate_min * cfg.exptime
-    bright = layers.science[layers.hot] > rate_min_charge / 2
+    plan = plan_exposure(cfg, 0)
+    layers = simulate_detector(cfg, plan, "11")
+    bright = layers.science[layers.hot] > cfg.hot_pixels.rate_min * plan.exptime / 2
     assert bright.mean() > 0.9
 
 
-def test_persistence_decays_with_tsince_and_grows_with_fluence(params):
+def test_fermi_law_matches_the_lab_fit(params):
     pers, well = params.simulate.persistence, params.simulate.detector.full_well
-    fluence = np.array([0.0, 0.1, 0.3, 0.6, 1.0, 3.0]) * well
+    fluence = np.array([1e4, 0.5 * well, well])
     signal = persistence_signal(fluence, well, 60.0, 100.0, pers)
-    assert signal[0] == 0 and np.all(np.diff(signal) > 0)
-    later = [persistence_signal(fluence[-2:], well, t, 100.0, pers) for t in (60.0, 200.0, 600.0)]
+    np.testing.assert_allclose(signal, [1.5, 7.4, 11.8], rtol=0.03)
+    below = persistence_signal(np.array([0.0, 1e3, 2e4, 4e4]), well, 60.0, 100.0, pers)
+    np.testing.assert_allclose(below, np.array([0.0, 1e3, 2e4, 4e4]) / (0.5 * well) * signal[1], rtol=1e-5)
+    rising = persistence_signal(np.array([0.3, 0.6, 1.0, 3.0, 30.0]) * well, well, 60.0, 100.0, pers)
+    assert np.all(np.diff(rising) > 0) and rising[-1] < 2 * rising[2], "slow growth beyond full well"
+    later = [persistence_signal(fluence, well, t, 100.0, pers) for t in (60.0, 200.0, 600.0)]
     assert np.all(np.diff(np.stack(later), axis=0) < 0)
+    np.testing.assert_allclose(later[2] / later[0], np.log(7 / 6) / np.log(160 / 60), rtol=1e-4)
+
+
+def test_trap_density_is_lognormal_and_stable_per_detector(params):
+    cfg = params.simulate.persistence
+    factor, scale = trap_factor(SHAPE, cfg, generator(1, 4, 11))
+    logs = np.log(factor / scale)
+    assert abs(np.median(logs)) < 0.005 and abs(logs.std() / cfg.trap_sigma - 1) < 0.01
+    again, same_scale = trap_factor(SHAPE, cfg, generator(1, 4, 11))
+    np.testing.assert_array_equal(factor, again)
+    scales = [trap_factor((2, 2), cfg, generator(1, 4, det))[1] for det in range(200)]
+    assert abs(np.std(np.log(scales)) / cfg.detector_scale_sigma - 1) < 0.2 and same_scale == scale
 
 
 def test_default_data_hold_persistence_below_and_above_read_noise(params):
     cfg = params.simulate
     noise = cfg.detector.read_noise
-    plan = ExposurePlan("x", 0, "RGS000", 0.0, 600.0, "2026-01-01T00:00:00")
-    pers = simulate_detector(cfg, plan, "11").persistence
-    assert (pers > 0.3 * noise).sum() > 1000 and ((pers > 0.3 * noise) & (pers < noise)).sum() > 1000
-    assert (pers > 2 * noise).sum() > 1000
+    pers = simulate_detector(cfg, grism_plan(cfg), "11").persistence
+    assert ((pers > 0.3 * noise) & (pers < noise)).sum() > 1000
+    assert (pers > 2 * noise).sum() > 100
+
+
+def test_history_adds_persistence_out_of_prevfile_reach(params):
+    cfg = params.simulate
+    photometric = ScienceExposure("Y", 0.0, 0.2, cfg.sky.photo_exptime, 30.0)
+    earlier = ScienceExposure(
+        "RGS180", 4.0, 3.0, cfg.sky.spectro_exptime, 30.0 + cfg.sky.photo_exptime + 60.0
+    )
+    without = simulate_detector(cfg, grism_plan(cfg, previous=photometric), "11")
+    with_history = simulate_detector(cfg, grism_plan(cfg, previous=photometric, history=(earlier,)), "11")
+    np.testing.assert_array_equal(without.fluence, with_history.fluence)
+    faint_in_prev = ndimage.maximum_filter(without.fluence, size=5) < 1e3
+    added = with_history.persistence - without.persistence
+    assert added.min() >= 0
+    assert ((with_history.persistence > 3.0) & faint_in_prev).sum() > 1000
+    assert ((without.persistence > 3.0) & faint_in_prev).sum() == 0
+
+
+def test_previous_exposure_is_an_observation_with_saturation_flags(params):
+    cfg = params.simulate
+    well, noise = cfg.detector.full_well, cfg.detector.read_noise
+    with_cosmics = simulate_detector(cfg, grism_plan(cfg), "11")
+    no_cosmics = cfg.model_copy(update={"cosmic_rays": cfg.cosmic_rays.model_copy(update={"rate": 0.0})})
+    capped = simulate_detector(no_cosmics, grism_plan(cfg, nan_saturated=False), "11")
+    hits = (with_cosmics.previous.science > 6 * noise) & (with_cosmics.fluence == 0)
+    assert hits.sum() > 1000, "cosmic rays in the previous exposure"
+    prev = capped.previous
+    saturated = (prev.dq & (1 << SATUR_BIT)) != 0
+    assert saturated[capped.fluence > 1.05 * well].all() and saturated.sum() > 100
+    assert (saturated & (capped.fluence < 0.5 * well)).mean() < 1e-5, "only cosmic rays on bright pixels"
+    assert np.all(prev.science[saturated] == well)
+    dark = capped.fluence == 0
+    assert abs(robust_std(prev.science[dark]) / noise - 1) < 0.05, "read noise where nothing shone"
+    mid = (capped.fluence > 2e4) & (capped.fluence < 5e4)
+    residual = (prev.science[mid] - capped.fluence[mid]) / np.sqrt(capped.fluence[mid] + noise**2)
+    assert mid.sum() > 1000 and abs(robust_std(residual) - 1) < 0.1, "Poisson noise"
+    nan = simulate_detector(no_cosmics, grism_plan(cfg, nan_saturated=True), "11").previous
+    np.testing.assert_array_equal(np.isnan(nan.science), saturated)
+    np.testing.assert_array_equal(nan.dq, prev.dq)
+
+
+def robust_std(values: np.ndarray) -> float:
+    """Standard deviation from the median absolute deviation (cosmic rays do not move it)."""
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def test_orientation_turns_the_sky_but_not_the_detector(params):
+    cfg = params.simulate
+    plan = grism_plan(cfg, richness=0.5)
+    upright = simulate_detector(cfg.model_copy(update={"orientation": [0]}), plan, "11")
+    turned = simulate_detector(cfg.model_copy(update={"orientation": [1]}), plan, "11")
+    assert (upright.orientation, turned.orientation) == (0, 1)
+    np.testing.assert_array_equal(turned.fluence, orient(upright.fluence, 1))
+    np.testing.assert_array_equal(turned.hot, upright.hot)
+    np.testing.assert_array_equal(turned.cosmic, upright.cosmic)
+    for layers, along in ((upright, 0), (turned, 1)):
+        image = np.log1p(layers.fluence)
+        smooth_along = (np.diff(image, axis=along) ** 2).sum()
+        smooth_across = (np.diff(image, axis=1 - along) ** 2).sum()
+        assert smooth_along < 0.2 * smooth_across, "traces run along the dispersion axis"
+
+
+@pytest.mark.parametrize(("transform", "direction"), [(0, (1, 0)), (1, (0, 1)), (2, (-1, 0)), (4, (0, 1))])
+def test_orientation_moves_a_trace_as_documented(params, transform, direction):
+    sky = params.simulate.sky.model_copy(update={"zeroth_order_fraction": 0.0})
+    rate = orient(
+        trace_rate(SHAPE, np.array([1020.0]), np.array([1020.0]), np.array([100.0]), "RGS000", 0.0, sky),
+        transform,
+    )
+    rows, cols = np.indices(SHAPE)
+    weight = rate / rate.sum()
+    shift = np.array([(weight * rows).sum() - 1019.5, (weight * cols).sum() - 1019.5])
+    np.testing.assert_allclose(shift / np.hypot(*shift), direction, atol=0.02)
+
+
+def test_every_drawn_value_is_recorded_and_fixed_ranges_are_exact(params, tmp_path):
+    fixed = {
+        "exptime": (120.0, 120.0),
+        "tsince": (75.0, 75.0),
+        "persistence_free_fraction": 0.0,
+        "detector": params.simulate.detector.model_copy(update={"amp_glow": (7.0, 7.0)}),
+    }
+    [path] = simulate_dataset(tiny(params, tmp_path, **fixed))
+    header = read_info(path).header
+    plan = plan_exposure(tiny(params, tmp_path, **fixed), 0)
+    assert (header["EXPTIME"], header["TSINCE"], header["SIMGLOW"]) == (120.0, 75.0, 7.0)
+    recorded = {
+        "SIMCRF": plan.cosmic_rate_factor,
+        "SIMHOTF": plan.hot_fraction,
+        "SIMCHOFF": plan.readout.channel_offset_sigma,
+        "SIMROWN": plan.readout.row_noise_sigma,
+        "SIMPFREE": plan.persistence_free,
+    }
+    assert {key: header[key] for key in recorded} == pytest.approx(recorded, rel=1e-12)
+    with fits.open(path.with_name("sd007_0000.prev.fits")) as prev:
+        assert prev[0].header["SIMRICH"] == pytest.approx(plan.previous.richness, rel=1e-12)
+        assert prev[0].header["SIMNANS"] == plan.nan_saturated
+    with fits.open(path.with_name("sd007_0000.truth.fits")) as truth:
+        assert truth[0].header["NHIST"] == len(plan.history)
+        for k, earlier in enumerate(plan.history, start=1):
+            assert truth[0].header[f"HIST{k}GWA"] == earlier.kind
+            assert truth[0].header[f"HIST{k}TSI"] == pytest.approx(earlier.tsince, rel=1e-12)
+
+
+def test_draws_span_their_ranges(params):
+    cfg = params.simulate
+    plans = [plan_exposure(cfg, i) for i in range(40)]
+    free = [plan.persistence_free for plan in plans]
+    assert sum(free) == round(40 * cfg.persistence_free_fraction)
+    for plan in plans:
+        assert cfg.exptime[0] <= plan.exptime <= cfg.exptime[1]
+        bounds = cfg.persistence_free_tsince if plan.persistence_free else cfg.tsince
+        assert bounds[0] <= plan.previous.tsince <= bounds[1]
+        assert len(plan.history) <= (0 if plan.persistence_free else cfg.history.max_exposures)
+        ends = [plan.previous.tsince + plan.previous.exptime] + [e.tsince + e.exptime for e in plan.history]
+        for end, earlier in zip(ends, plan.history, strict=False):
+            assert cfg.history.gap[0] <= earlier.tsince - end <= cfg.history.gap[1]
+    n_kinds = len(cfg.sky.kinds)
+    for start in range(0, 36, n_kinds):
+        cycle = sorted(plan.previous.kind for plan in plans[start : start + n_kinds])
+        assert cycle == sorted(cfg.sky.kinds), "every kind once per cycle"
+    assert {len(plan.history) for plan in plans if not plan.persistence_free} == {0, 1, 2}
+    richness = np.log([plan.previous.richness for plan in plans])
+    assert richness.max() - richness.min() > 0.7 * np.log(cfg.sky.richness[1] / cfg.sky.richness[0])
+
+
+def test_persistence_free_darks_hold_next_to_nothing(params, tmp_path):
+    cfg = tiny(params, tmp_path, persistence_free_fraction=1.0)
+    plans = [plan_exposure(cfg, i) for i in range(5)]
+    assert all(plan.persistence_free and not plan.history for plan in plans)
+    [path] = simulate_dataset(cfg)
+    assert read_info(path).tsince >= cfg.persistence_free_tsince[0]
+    pers = read_truth(path.with_name("sd007_0000.truth.fits"), "11").pers
+    assert np.quantile(pers, 0.999) < 0.1 and pers.max() < 1.0
+
+
+def test_2048_frame_adds_a_reference_border_the_reader_strips(params, tmp_path):
+    active = simulate_dataset(tiny(params, tmp_path / "a"))[0]
+    framed = simulate_dataset(tiny(params, tmp_path / "b", frame=2048))[0]
+    with fits.open(framed) as hdul, fits.open(framed.with_name("sd007_0000.prev.fits")) as prev:
+        raw = hdul["DET11.SCI"].data
+        assert raw.shape == (2048, 2048) and prev["DET11.SCI"].shape == prev["DET11.DQ"].shape == (2048, 2048)
+    np.testing.assert_array_equal(read_detector(framed, "11").data, read_detector(active, "11").data)
+    border = np.concatenate([raw[:4].ravel(), raw[-4:].ravel(), raw[:, :4].ravel(), raw[:, -4:].ravel()])
+    offsets = read_info(framed).header["SIMCHOFF"]
+    assert abs(border.std() / np.hypot(params.simulate.detector.read_noise, offsets) - 1) < 0.3
+    assert border.max() < 100, "reference pixels see no light, hot pixels or persistence"
+    assert read_truth(framed.with_name("sd007_0000.truth.fits"), "11").pers.shape == SHAPE
+
+
+def test_nan_fraction_blanks_random_pixels(params, tmp_path):
+    [path] = simulate_dataset(tiny(params, tmp_path, nan_fraction=0.01))
+    data = read_detector(path, "11").data
+    assert abs(np.isnan(data).mean() / 0.01 - 1) < 0.05
+    assert np.isfinite(read_truth(path.with_name("sd007_0000.truth.fits"), "11").pers).all()
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "fragment"),
+    [
+        ("simulate.exptime", [300.0, 50.0], "lo <= hi"),
+        ("simulate.tsince", [0.0, 100.0], "greater than 0"),
+        ("simulate.orientation", [0, 8], "0..7"),
+        ("simulate.frame", 2046, "2040"),
+        ("simulate.hot_pixels.fraction", [0.001, 0.2], "at most 0.05"),
+        ("simulate.persistence.law", "logistic", "fermi"),
+        ("simulate.persistence_free_fraction", 1.5, "less than or equal to 1"),
+    ],
+)
+def test_bad_simulation_ranges_name_the_key(dotted, value, fragment):
+    with pytest.raises(ParamsError) as error:
+        load_params(REPO / "params.yaml", {dotted: value})
+    assert fragment in str(error.value) and dotted.split(".")[-1] in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -172,6 +410,10 @@ def test_cli_flags_override_params_and_heldout_uses_its_seed(tmp_path):
     assert main([*args, "--n-exposures", "1", "--detectors", "12", "--seed", "3"]) == 0
     assert read_info(tmp_path / "x" / "sd003_0000.fits").detectors == ("12",)
     assert main([*args, "--detectors", "55"]) == 2
+    held = ["--params", str(REPO / "params.yaml"), "-q", "simulate", "--set", "heldout"]
+    assert main([*held, "--out", str(tmp_path / "h"), "--n-exposures", "1", "--detectors", "11"]) == 0
+    heldout_seed = load_params(REPO / "params.yaml").heldout.seed
+    assert read_info(tmp_path / "h" / f"sd{heldout_seed:03d}_0000.fits").header["SIMSEED"] == heldout_seed
 
 
 def test_generator_streams_are_independent():

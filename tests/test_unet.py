@@ -14,7 +14,7 @@ from astropy.io import fits
 from slewdark.config import load_params
 from slewdark.predict import load_unet
 from slewdark.train_unet import run_train_unet, split_exposures, weighted_loss
-from slewdark.unet_data import augment
+from slewdark.unet_data import augment, blank_previous
 
 REPO = Path(__file__).resolve().parents[1]
 SIDE = 2040
@@ -96,11 +96,22 @@ def test_flips_move_inputs_labels_and_weights_together() -> None:
     x = torch.arange(2 * 1 * 4 * 6, dtype=torch.float32).reshape(2, 1, 4, 6)
     y, w = x[:, 0].clone(), x[:, 0].clone() * 2
     generator = torch.Generator().manual_seed(1)
-    fx, fy, fw = augment(x, y, w, (True, True), generator)
+    fx, fy, fw = augment(x, y, w, (True, True, False), generator)
     assert torch.equal(fx[:, 0], fy) and torch.equal(fw, 2 * fy)
     assert sorted(fx.flatten().tolist()) == sorted(x.flatten().tolist())
-    same, _, _ = augment(x, y, w, (False, False), generator)
+    same, _, _ = augment(x, y, w, (False, False, False), generator)
     assert torch.equal(same, x)
+
+
+def test_flips_and_transposes_reach_all_eight_orientations() -> None:
+    x = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4).repeat(64, 1, 1, 1)
+    y, w = x[:, 0].clone(), x[:, 0].clone()
+    moved, my, _ = augment(x, y, w, (True, True, True), torch.Generator().manual_seed(2))
+    assert torch.equal(moved[:, 0], my)
+    seen = {tuple(tile.flatten().tolist()) for tile in moved[:, 0]}
+    tile = x[0, 0]
+    dihedral = {tuple(torch.rot90(t, k).flatten().tolist()) for t in (tile, tile.T) for k in range(4)}
+    assert seen == dihedral
 
 
 def test_split_holds_out_whole_exposures_of_every_kind() -> None:
@@ -159,3 +170,12 @@ def test_truth_labels_train_the_ceiling_without_registering(tiny_setup: object) 
     assert unet.registered_version is None
     assert json.loads(Path("metrics/unet_truth.json").read_text())["labels"] == "truth"
     assert mlflow.MlflowClient().search_registered_models() == []
+
+
+def test_previous_channel_is_blanked_for_a_share_of_the_tiles_only() -> None:
+    x = torch.ones(400, 2, 8, 8)
+    blanked = blank_previous(x, 0.25, torch.Generator().manual_seed(0))
+    empty = (blanked[:, 1] == 0).all(dim=(1, 2))
+    assert 0.15 < float(empty.float().mean()) < 0.35
+    assert torch.equal(blanked[:, 0], x[:, 0]) and (blanked[~empty, 1] == 1).all()
+    assert torch.equal(blank_previous(x[:, :1], 0.5, torch.Generator()), x[:, :1])

@@ -180,6 +180,7 @@ def _add_patches(sub: argparse._SubParsersAction) -> None:
 
 def _run_patches(args: argparse.Namespace) -> int:
     from slewdark.patches import BackgroundOptions, PatchOptions, build_patches, exposure_files
+    from slewdark.scaling import Scaling
 
     params = _params(args, {"data.train": args.raw, "patches.out": args.out, "patches.size": args.size})
     cfg = params.patches
@@ -188,8 +189,7 @@ def _run_patches(args: argparse.Namespace) -> int:
         size=cfg.size,
         stride=cfg.stride if args.size is None else cfg.size,
         n_channels=cfg.n_channels,
-        low_percentile=cfg.low_percentile,
-        high_percentile=cfg.high_percentile,
+        scaling=Scaling(**params.scaling.model_dump()),
         background=(
             BackgroundOptions(background.threshold, background.mad_factor, background.min_neighbor)
             if background.enabled
@@ -438,6 +438,40 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 COMMANDS["evaluate"] = _run_evaluate
 
 
+# --- simulate-stress, robustness --------------------------------------------------------
+
+
+def _add_simulate_stress(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("simulate-stress", help="simulate every robustness set -> data/stress/<set>")
+
+
+def _run_simulate_stress(args: argparse.Namespace) -> int:
+    from slewdark.robustness import run_simulate_stress
+
+    params = _params(args)
+    written = run_simulate_stress(params)
+    log.info("wrote %d stress sets to %s: %s", len(written), params.robustness.out, written)
+    return 0
+
+
+def _add_robustness(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("robustness", help="UNet and physics baseline per stress set -> metrics/robustness.*")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params device")
+
+
+def _run_robustness(args: argparse.Namespace) -> int:
+    from slewdark.robustness import run_robustness
+
+    params = _params(args, {"device": args.device})
+    run_robustness(params)
+    log.info("wrote %s and %s", params.robustness.metrics, params.robustness.table)
+    return 0
+
+
+COMMANDS["simulate-stress"] = _run_simulate_stress
+COMMANDS["robustness"] = _run_robustness
+
+
 # --- entry point ----------------------------------------------------------------------
 
 PARSERS = [
@@ -458,6 +492,8 @@ PARSERS = [
     _add_train_unet,
     _add_predict,
     _add_evaluate,
+    _add_simulate_stress,
+    _add_robustness,
 ]
 
 

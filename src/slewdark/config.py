@@ -11,15 +11,25 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from slewdark.errors import ParamsError
 
 DEFAULT_PARAMS = Path("params.yaml")
+STRESS_SET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 DETECTOR_IDS = tuple(f"{x}{y}" for x in range(1, 5) for y in range(1, 5))
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -40,35 +50,64 @@ def _detector_list(value: Any) -> list[str]:
     return ids
 
 
+def _ordered_range(value: tuple[float, float]) -> tuple[float, float]:
+    """Check a ``[lo, hi]`` range drawn per exposure (equal ends give a fixed value)."""
+    if value[1] < value[0]:
+        raise ValueError(f"must be a range [lo, hi] with lo <= hi, got {list(value)}")
+    return value
+
+
+PositiveRange = Annotated[
+    tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]], AfterValidator(_ordered_range)
+]
+"""``[lo, hi]`` of positive values, drawn per exposure (log-uniform or uniform)."""
+NonNegativeRange = Annotated[
+    tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]], AfterValidator(_ordered_range)
+]
+"""``[lo, hi]`` of values >= 0, drawn uniformly per exposure."""
+
+
 class DetectorSim(Section):
-    """H2RG detector and readout model."""
+    """H2RG detector and readout model; ranges are drawn per exposure."""
 
     gain: float = Field(gt=0, description="e-/ADU, used when writing ADU")
     read_noise: float = Field(ge=0, description="e- per pixel, slope-fitted exposure")
     dark_current: float = Field(ge=0, description="e-/s per pixel")
     full_well: float = Field(gt=0, description="e-")
     ipc: float = Field(ge=0, le=0.05, description="fraction of charge in each of 4 neighbours")
-    n_output_channels: int = Field(ge=1, le=2040)
-    channel_offset_sigma: float = Field(ge=0, description="e-, per output channel")
-    row_noise_sigma: float = Field(ge=0, description="e-, 1/f-like row-correlated noise")
-    amp_glow: float = Field(ge=0, description="e- at the glowing corners; 0 disables")
+    n_output_channels: int = Field(ge=1, le=2048, description="readout channels across the 2048 columns")
+    channel_offset_sigma: NonNegativeRange = Field(description="e-, per output channel, uniform range")
+    row_noise_sigma: NonNegativeRange = Field(description="e-, 1/f-like row noise, uniform range")
+    amp_glow: NonNegativeRange = Field(description="e- at the glowing corners, uniform range; 0 disables")
     amp_glow_scale: float = Field(gt=0, description="pixels, e-folding distance of the glow")
     pixel_size: float = Field(gt=0, description="micrometres (18 for the H2RG)")
 
 
-class HotPixelSim(Section):
-    """Hot pixels: stable per detector and seed family."""
+MAX_HOT_FRACTION = 0.05
+"""Largest hot-pixel fraction accepted (the simulator draws candidates for it)."""
 
-    fraction: float = Field(ge=0, le=0.05)
+
+class HotPixelSim(Section):
+    """Hot pixels: stable per detector and seed family, their share drawn per exposure."""
+
+    fraction: NonNegativeRange = Field(description="share of hot pixels, uniform range (nested sets)")
     rate_min: float = Field(gt=0, description="e-/s, log-uniform lower bound")
     rate_max: float = Field(gt=0, description="e-/s, log-uniform upper bound")
     cluster_fraction: float = Field(ge=0, le=1, description="share of hot pixels in small clusters")
+
+    @field_validator("fraction")
+    @classmethod
+    def _small_fraction(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[1] > MAX_HOT_FRACTION:
+            raise ValueError(f"hot-pixel fractions must be at most {MAX_HOT_FRACTION}, got {list(value)}")
+        return value
 
 
 class CosmicRaySim(Section):
     """Cosmic-ray hits and snowballs."""
 
     rate: float = Field(ge=0, description="particles per cm^2 per s at L2")
+    rate_factor: PositiveRange = Field(description="solar-activity factor on rate, log-uniform range")
     charge_min: float = Field(gt=0, description="e-, lower end of the deposited charge")
     charge_index: float = Field(gt=0, description="power-law index of deposited charge")
     charge_max: float = Field(gt=0, description="e-, upper end of the deposited charge")
@@ -88,13 +127,17 @@ class SkySim(Section):
     tilts: list[float] = Field(description="grism tilts in degrees, drawn uniformly")
     spectro_exptime: float = Field(gt=0, description="s")
     photo_exptime: float = Field(gt=0, description="s")
-    n_sources: int = Field(ge=0, description="sources per detector")
+    n_sources: int = Field(ge=0, description="sources per detector at richness 1")
+    richness: PositiveRange = Field(description="factor on n_sources per exposure, log-uniform range")
     count_slope: float = Field(gt=0, description="d log N / d mag of the number counts")
-    bright_flux: float = Field(gt=0, description="e-/s/px at the trace peak of the brightest sources")
+    bright_flux: float = Field(gt=0, description="e-/s/px, trace peak of the brightest source (richness 1)")
     trace_length: float = Field(gt=0, description="pixels, red grisms")
     trace_length_blue: float = Field(gt=0, description="pixels, blue grism")
     trace_width: float = Field(gt=0, description="pixels, Gaussian sigma across the trace")
-    psf_fwhm: float = Field(gt=0, description="pixels")
+    psf_fwhm: float = Field(gt=0, description="pixels, FWHM of the Gaussian PSF core")
+    psf_wing_fraction: float = Field(ge=0, lt=1, description="share of a point source's light in the wing")
+    psf_wing_sigma: float = Field(gt=0, description="pixels, Gaussian sigma of the PSF wing")
+    photo_peak_factor: float = Field(gt=0, description="point-source peak over the same source's trace peak")
     zeroth_order_offset: float = Field(description="pixels from the trace start, against dispersion")
     zeroth_order_fraction: float = Field(ge=0, description="0th-order flux relative to the trace")
 
@@ -116,14 +159,32 @@ class SkySim(Section):
 
 
 class PersistenceSim(Section):
-    """Fluence- and time-dependent persistence (trap release after illumination)."""
+    """Persistence law (Fermi model of Sanchez et al. 2023) and trap-density variation."""
 
-    amplitude: float = Field(ge=0, description="e-/s at reference_time for a full-well pixel")
-    onset: float = Field(gt=0, lt=1, description="fluence (fraction of full well) at half amplitude")
-    steepness: float = Field(gt=0, description="sharpness of the rise towards full well")
-    beyond_well_slope: float = Field(ge=0, description="slow growth per full well beyond saturation")
-    decay_index: float = Field(gt=0, description="power-law index of the decay t^-index")
-    reference_time: float = Field(gt=0, description="s, where amplitude is defined")
+    law: Literal["fermi"] = Field(description="fluence/time law; fermi: romanisim's lab fit")
+    amplitude: float = Field(ge=0, description="A, e-/s at t = reference_time")
+    x0: float = Field(gt=0, description="e-, centre of the Fermi step in fluence")
+    dx: float = Field(gt=0, description="e-, width of the Fermi step")
+    alpha: float = Field(ge=0, description="power-law index of the slow growth with fluence")
+    gamma: float = Field(gt=0, description="power-law index of the decay t^-gamma")
+    reference_time: float = Field(gt=0, description="s, where amplitude is defined (t / reference_time)")
+    trap_sigma: float = Field(ge=0, description="sigma of ln(per-pixel trap-density factor), median 1")
+    detector_scale_sigma: float = Field(ge=0, description="sigma of ln(per-detector amplitude scale)")
+
+
+class HistorySim(Section):
+    """Earlier exposures before PREVFILE's, whose persistence adds up (truth only)."""
+
+    max_exposures: int = Field(ge=0, le=10, description="0..max_exposures earlier exposures, uniform")
+    gap: PositiveRange = Field(description="s from an earlier exposure's end to the next one's start")
+
+
+class PreviousSim(Section):
+    """The previous exposure as a pipeline delivers it (``<stem>.prev.fits``)."""
+
+    nan_saturated_probability: float = Field(
+        ge=0, le=1, description="per exposure: saturated pixels NaN instead of capped at full well"
+    )
 
 
 class SimulateParams(Section):
@@ -133,25 +194,32 @@ class SimulateParams(Section):
     seed: int = Field(ge=0)
     n_exposures: int = Field(ge=1)
     detectors: list[str]
-    exptime: float = Field(gt=0, description="s, slew-dark exposure time")
-    tsince: list[float] = Field(description="s from the end of the previous exposure, drawn per exposure")
+    exptime: PositiveRange = Field(description="s, slew-dark exposure time, uniform range")
+    tsince: PositiveRange = Field(description="s from the end of the previous exposure, log-uniform range")
+    persistence_free_fraction: float = Field(ge=0, le=1, description="share of darks without persistence")
+    persistence_free_tsince: PositiveRange = Field(description="s, TSINCE of those darks, log-uniform range")
+    orientation: list[int] = Field(description="sky transforms allowed, 0..7 (dihedral group)")
+    frame: Literal[2040, 2048] = Field(description="2040: active area; 2048: with reference border")
+    nan_fraction: float = Field(ge=0, le=0.5, description="share of slew-dark pixels set to NaN")
     bunit: Literal["electron", "electron/s", "adu"]
     detector: DetectorSim
     hot_pixels: HotPixelSim
     cosmic_rays: CosmicRaySim
     sky: SkySim
     persistence: PersistenceSim
+    history: HistorySim
+    previous: PreviousSim
 
     @field_validator("detectors", mode="before")
     @classmethod
     def _check_detectors(cls, value: Any) -> list[str]:
         return _detector_list(value)
 
-    @field_validator("tsince")
+    @field_validator("orientation")
     @classmethod
-    def _positive_tsince(cls, value: list[float]) -> list[float]:
-        if not value or any(t <= 0 for t in value):
-            raise ValueError(f"tsince must be a non-empty list of positive seconds, got {value}")
+    def _dihedral(cls, value: list[int]) -> list[int]:
+        if not value or any(k not in range(8) for k in value):
+            raise ValueError(f"orientation must be a non-empty list of integers 0..7, got {value}")
         return value
 
 
@@ -277,16 +345,20 @@ class PatchesParams(Section):
     size: int = Field(ge=4, le=2040, description="patch side in pixels")
     stride: int = Field(ge=1, le=2040, description="step between patches in pixels; = size: no overlap")
     n_channels: int = Field(ge=1, le=2040, description="horizontal bands (channels) per detector")
-    low_percentile: float = Field(ge=0, lt=100, description="percentile of usable pixels mapped to 0")
-    high_percentile: float = Field(gt=0, le=100, description="percentile of usable pixels mapped to 1")
     background: BackgroundParams
     split: SplitParams
 
-    @model_validator(mode="after")
-    def _ordered(self) -> PatchesParams:
-        if self.high_percentile <= self.low_percentile:
-            raise ValueError("high_percentile must be above low_percentile")
-        return self
+
+class ScalingParams(Section):
+    """Every network input in noise units (:mod:`slewdark.scaling`); stored in the UNet checkpoint."""
+
+    background: Literal["none", "channel", "channel_row", "channel_row_block"] = Field(
+        description="background terms removed: output-channel, row and 2-D block medians"
+    )
+    block: int = Field(ge=8, le=2040, description="px: block side of the 2-D background map")
+    softening: float = Field(gt=0, description="sigma: asinh squashing turns logarithmic above this")
+    low_sigma: float = Field(lt=0, description="sigma below the background mapped to 0")
+    high_sigma: float = Field(gt=0, description="sigma above the background mapped to 1")
 
 
 class PatchTruthParams(Section):
@@ -350,10 +422,11 @@ class EmbedParams(Section):
 
 
 class UnetAugmentParams(Section):
-    """Augmentations of the UNet training tiles (see :mod:`slewdark.unet_data` for why only flips)."""
+    """Augmentations of the UNet training tiles (see :mod:`slewdark.unet_data`)."""
 
-    horizontal_flip: bool = Field(description="x mirror: tilt +4 <-> -4, dispersion stays along y")
-    vertical_flip: bool = Field(description="y mirror: RGS000-like <-> RGS180-like traces, tilt +4 <-> -4")
+    horizontal_flip: bool = Field(description="x mirror: tilt +4 <-> -4")
+    vertical_flip: bool = Field(description="y mirror: RGS000-like <-> RGS180-like traces")
+    rotate90: bool = Field(description="90-degree turns and transposes (any mounting)")
 
 
 class UnetInferenceParams(Section):
@@ -379,7 +452,8 @@ class UnetParams(Section):
     encoder_width: int | None = Field(ge=4, description="timm ResNet stem width; null = stock")
     decoder_channels: list[int] = Field(min_length=3, max_length=5, description="deepest first")
     in_channels: Literal[1, 2] = Field(description="1: slew dark; 2: and the previous exposure")
-    prev_high_percentile: float = Field(gt=0, le=100, description="previous exposure stretch")
+    prev_full_scale: float = Field(gt=0, description="e-: previous fluence mapped to 1 (log)")
+    prev_dropout: float = Field(ge=0, le=1, description="share of tiles without the previous exposure")
     masks: str = Field(description="folder of the pseudo-masks")
     val_fraction: float = Field(gt=0, lt=1, description="share of whole exposures held out for validation")
     tile: int = Field(ge=32, le=2040, description="training tile side in px, a multiple of 2**encoder_depth")
@@ -441,6 +515,14 @@ class AstroscrappyParams(Section):
     satlevel: float = Field(gt=0, description="e-: pixels above it are saturated, never cosmic rays")
 
 
+class PhysicsBaselineParams(Section):
+    """The illumination-history baseline: flag where the previous exposure saturated or was bright."""
+
+    level: float = Field(gt=0, description="e-: median-filtered previous-exposure fluence flagged")
+    dilation: int = Field(ge=0, description="px: flagged regions grown by this")
+    median: int = Field(ge=1, description="px: side of the median filter (cosmic rays); 1 = none")
+
+
 class EvaluateParams(Section):
     """Evaluation against the simulator's truth on the held-out set (``evaluate`` stage)."""
 
@@ -448,7 +530,11 @@ class EvaluateParams(Section):
     amplitude_bins: list[float] = Field(min_length=2, description="e-: edges of the recall-vs-amplitude bins")
     object_hit_fraction: float = Field(gt=0, le=1, description="share of an object flagged")
     pr_thresholds: int = Field(ge=2, description="probability thresholds of the PR curve")
-    baselines: list[Literal["pseudomask", "unet_truth", "astroscrappy"]] = Field(description="compared")
+    clean_threshold: float = Field(gt=0, description="e-: clean pixels: less true persistence, no CR/hot")
+    baselines: list[Literal["physics", "heuristic_segmentation", "unet_truth", "astroscrappy"]] = Field(
+        description="compared"
+    )
+    physics: PhysicsBaselineParams
     astroscrappy: AstroscrappyParams
     metrics: str = Field(description="output metrics JSON")
     table: str = Field(description="output comparison table (Markdown)")
@@ -480,6 +566,7 @@ class LabelParams(Section):
     overrides: str = Field(description="git-tracked human decisions {cluster: {persistence, reason}}")
     bright_level: float = Field(gt=0, description="e-: previous-exposure fluence that leaves persistence")
     bright_dilation: int = Field(ge=0, description="px: bright regions grown by this")
+    bright_median: int = Field(ge=1, description="px: side of the median filter before the level; 1 = none")
     smooth_sigma: float = Field(ge=0, description="px: Gaussian smoothing before finding signal pixels")
     signal_sigma: float = Field(ge=0, description="signal pixels: above mean + signal_sigma * std")
     min_signal_pixels: int = Field(ge=1, description="patches with fewer signal pixels do not vote")
@@ -496,6 +583,7 @@ class SegmentParams(Section):
 
     smooth_sigma: float = Field(ge=0, description="px: Gaussian smoothing before the threshold; 0 = none")
     threshold_sigma: float = Field(ge=0, description="std devs above the mean; 0 = the study's mean")
+    min_sigma: float = Field(description="noise sigmas: lowest threshold (the input is in noise units)")
     std_window: int = Field(ge=2, description="px: side of the local standard-deviation square")
     std_factor: float = Field(ge=0, description="keep local std >= std_factor * its median")
     min_size: int = Field(ge=1, description="px: smaller 8-connected components are removed")
@@ -528,6 +616,39 @@ class PseudomaskParams(Section):
     quality: PseudomaskQualityParams
 
 
+class RobustnessParams(Section):
+    """Stress matrix (``simulate_stress``, ``robustness`` stages): the held-out simulation varied per set."""
+
+    out: str = Field(description="output folder, one sub-folder of exposures per set")
+    seed: int = Field(ge=0, description="seed of every set: new skies, distinct from simulate and heldout")
+    n_exposures: int = Field(ge=1, description="exposures per set")
+    detectors: list[str]
+    reference: str = Field(description="set that every set's F1 difference is taken from")
+    strong_sigma: float = Field(gt=0, description="strong persistence: truth >= this x the set's read noise")
+    sets: dict[str, dict[str, Any]] = Field(
+        min_length=1, description="set name -> {dotted key under simulate: value}; {} = the held-out physics"
+    )
+    metrics: str = Field(description="output metrics JSON")
+    table: str = Field(description="output table (Markdown)")
+
+    @field_validator("detectors", mode="before")
+    @classmethod
+    def _check_detectors(cls, value: Any) -> list[str]:
+        return _detector_list(value)
+
+    @model_validator(mode="after")
+    def _sets_are_folders_with_simulate_keys(self) -> RobustnessParams:
+        if self.reference not in self.sets:
+            raise ValueError(f"reference {self.reference!r} is not among the sets {sorted(self.sets)}")
+        for name, keys in self.sets.items():
+            if not STRESS_SET_NAME.fullmatch(name):
+                raise ValueError(f"set name {name!r} must be a folder name (letters, digits, _ . -)")
+            fixed = sorted(set(keys) & {"out", "seed", "n_exposures", "detectors"})
+            if fixed:
+                raise ValueError(f"set {name!r}: {fixed} are robustness keys, not per-set keys")
+        return self
+
+
 class Params(Section):
     """All of ``params.yaml``."""
 
@@ -540,6 +661,7 @@ class Params(Section):
     umap: UmapParams
     cluster: ClusterParams
     patches: PatchesParams
+    scaling: ScalingParams
     patch_truth: PatchTruthParams
     ae: AeParams
     optuna: OptunaParams
@@ -549,10 +671,35 @@ class Params(Section):
     evaluate: EvaluateParams
     label: LabelParams
     pseudomask: PseudomaskParams
+    robustness: RobustnessParams
 
     def heldout_simulation(self) -> SimulateParams:
         """The held-out set's simulation: ``simulate`` with ``heldout``'s own keys."""
         return self.simulate.model_copy(update=self.heldout.model_dump())
+
+    def stress_simulation(self, name: str) -> SimulateParams:
+        """Stress set ``name``: the held-out simulation with the set's ``simulate`` keys replaced.
+
+        Raises
+        ------
+        ParamsError
+            Naming the set and every key that is unknown or has a bad value.
+        """
+        cfg = self.robustness
+        raw = self.heldout_simulation().model_dump()
+        source = f"robustness.sets.{name} (keys of simulate)"
+        for dotted, value in cfg.sets[name].items():
+            try:
+                set_dotted(raw, dotted, value)
+            except (AttributeError, TypeError):
+                raise ParamsError(f"{source}: {dotted}: not a key of simulate") from None
+        raw.update(
+            out=str(Path(cfg.out) / name), seed=cfg.seed, n_exposures=cfg.n_exposures, detectors=cfg.detectors
+        )
+        try:
+            return SimulateParams.model_validate(raw)
+        except ValidationError as error:
+            raise ParamsError(_format_validation_error(source, error)) from None
 
 
 def _format_validation_error(source: str, error: ValidationError) -> str:

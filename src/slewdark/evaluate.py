@@ -6,8 +6,14 @@ same usable pixels, with the same metrics (:mod:`slewdark.metrics`):
 
 - ``unet``: the product, read from the ``predict`` stage's
   ``<stem>.mask.fits`` (``DETxy.MASK`` and ``DETxy.PROB``);
-- ``pseudomask``: the pseudo-masks' own segmentation (:mod:`slewdark.segment`)
-  applied directly to every held-out detector;
+- ``physics``: what illumination-history pipelines (HST WFC3, JWST) flag: the
+  pixels where the previous exposure (``PREVFILE``) saturated or its
+  median-filtered fluence reached ``evaluate.physics.level``, grown by
+  ``evaluate.physics.dilation`` px; nothing without a previous exposure;
+- ``heuristic_segmentation``: a cluster-free heuristic, the study's
+  segmentation (:mod:`slewdark.segment`) of every whole held-out detector gated
+  on the previous exposure's bright map (not the pseudo-masks the UNet learned
+  from, which only segment persistence clusters);
 - ``unet_truth``: the same network trained on the simulator's truth
   (``unet.truth_model``), the supervised ceiling. It is run here in memory with
   :mod:`slewdark.predict`'s functions and the ``predict`` section's batch size
@@ -15,6 +21,11 @@ same usable pixels, with the same metrics (:mod:`slewdark.metrics`):
   predictions folder is needed;
 - ``astroscrappy``: ``astroscrappy.detect_cosmics`` (L.A.Cosmic) on electrons,
   to show what a standard artefact tool flags and misses.
+
+Besides precision, recall, F1, IoU and object recall, the table gives the
+share of cosmic-ray, hot and *clean* pixels flagged; clean pixels are usable
+ones with less than ``evaluate.clean_threshold`` e- of true persistence and no
+cosmic ray, hot pixel or snowball, so flagging them is a plain false alarm.
 
 Exposures are read one detector at a time, and each method adds that
 detector's counts to its :class:`~slewdark.metrics.MethodScore`, so memory does
@@ -28,7 +39,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +48,7 @@ import numpy as np
 from astropy.io import fits
 from tqdm import tqdm
 
-from slewdark.config import AstroscrappyParams, Params
+from slewdark.config import AstroscrappyParams, Params, PhysicsBaselineParams
 from slewdark.errors import ContractError, SlewdarkError
 from slewdark.io.atomic import write_text_atomic
 from slewdark.io.fits import (
@@ -49,8 +60,9 @@ from slewdark.io.fits import (
     read_truth,
 )
 from slewdark.metrics import MethodScore, amplitude_label, pr_thresholds
-from slewdark.patches import exposure_files, normalise_detector, write_table
+from slewdark.patches import exposure_files, write_table
 from slewdark.plots.evaluate import plot_pr, plot_recall_amplitude, save_figure
+from slewdark.scaling import Scaling, scale_detector
 from slewdark.tracking import stage_run
 from slewdark.truth import truth_file
 
@@ -58,7 +70,7 @@ log = logging.getLogger(__name__)
 
 STAGE = "evaluate"
 PRODUCT = "unet"
-METHOD_ORDER = (PRODUCT, "pseudomask", "unet_truth", "astroscrappy")
+METHOD_ORDER = (PRODUCT, "physics", "heuristic_segmentation", "unet_truth", "astroscrappy")
 PR_COLUMNS = ("threshold", "precision", "recall")
 AMPLITUDE_COLUMNS = ("amplitude", "amplitude_high", "bin", "pixels")
 TABLE_COLUMNS = (
@@ -69,6 +81,7 @@ TABLE_COLUMNS = (
     ("object recall", "object_recall"),
     ("CR px flagged", "cosmic_ray_flagged_fraction"),
     ("hot px flagged", "hot_pixel_flagged_fraction"),
+    ("clean px flagged", "clean_flagged_fraction"),
 )
 
 Prediction = tuple[np.ndarray, np.ndarray | None]
@@ -137,8 +150,17 @@ def prediction_method(folder: Path, exposures: list[Path]) -> MethodFn:
     return run
 
 
-def unet_method(model_path: Path, params: Params) -> MethodFn:
+def unet_method(model_path: Path, params: Params, missing_hint: str) -> MethodFn:
     """A UNet checkpoint applied in memory, as ``slewdark predict`` applies it.
+
+    Parameters
+    ----------
+    model_path
+        The checkpoint.
+    params
+        Validated params (``device``, ``predict`` batch size and autocast).
+    missing_hint
+        What needs the model and how to make it, for the missing-model message.
 
     Raises
     ------
@@ -147,19 +169,16 @@ def unet_method(model_path: Path, params: Params) -> MethodFn:
     """
     from slewdark.predict import autocast_dtype, load_unet, predict_probability
     from slewdark.training import resolve_device
-    from slewdark.unet_input import detector_input, previous_exposure_path
+    from slewdark.unet_input import detector_input, optional_previous_exposure
 
     if not model_path.is_file():
-        raise SlewdarkError(
-            f"{model_path}: model not found; the unet_truth baseline needs it "
-            "(run `slewdark train-unet --labels truth`, or drop unet_truth from evaluate.baselines)"
-        )
+        raise SlewdarkError(f"{model_path}: model not found; {missing_hint}")
     model = load_unet(model_path, resolve_device(params.device))
     dtype = autocast_dtype(model.device, params.predict.autocast)
     batch_size = params.predict.batch_size
 
     def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
-        prev_path = previous_exposure_path(info) if model.in_channels == 2 else None
+        prev_path = optional_previous_exposure(info) if model.in_channels == 2 else None
         image = detector_input(path, detector, model.normalisation, model.in_channels, prev_path)
         prob = predict_probability(
             model.inference_network(), image, model.tile, model.overlap, batch_size, dtype
@@ -216,29 +235,78 @@ def astroscrappy_method(settings: AstroscrappyParams) -> MethodFn:
     return run
 
 
-def pseudomask_method(params: Params) -> MethodFn:
-    """The pseudo-masks' own method applied directly to each held-out detector.
+def previous_detector(info: ExposureInfo, detector: str) -> DetectorImage | None:
+    """The detector of the previous exposure named by PREVFILE; None when unnamed or missing."""
+    from slewdark.label import previous_exposure
 
-    The detector is stretched as the patches are (``patches.low_percentile`` /
-    ``high_percentile``) and segmented with the study's four steps
-    (:func:`slewdark.segment.segment`, ``pseudomask.segment``) over the whole
-    detector; where the exposure names its previous exposure, the mask is kept
-    only where that exposure was bright (``label.bright_level``,
-    ``label.bright_dilation``), exactly as the ``pseudomask`` stage does. Only the
-    cluster selection is missing: this is what the segmentation alone achieves.
+    prev, _ = previous_exposure(info)
+    return None if prev is None else read_detector(prev, detector)
+
+
+def physics_mask(
+    prev: DetectorImage | None, shape: tuple[int, ...], cfg: PhysicsBaselineParams
+) -> np.ndarray:
+    """The physics baseline's mask of one detector.
+
+    Parameters
+    ----------
+    prev
+        The previous exposure's detector, or None when the exposure names none.
+    shape
+        Shape of the detector's mask.
+    cfg
+        ``evaluate.physics``.
+
+    Returns
+    -------
+    ndarray
+        bool: where the previous exposure saturated or its median-filtered fluence
+        reached ``cfg.level`` (:func:`slewdark.label.bright_map`), grown by
+        ``cfg.dilation`` px; all False without a previous exposure.
     """
-    from slewdark.label import bright_map, previous_exposure
-    from slewdark.segment import segment
+    from slewdark.label import bright_map
+
+    if prev is None:
+        return np.zeros(shape, bool)
+    return bright_map(prev, cfg.level, cfg.dilation, cfg.median)
+
+
+def physics_method(cfg: PhysicsBaselineParams) -> MethodFn:
+    """The physics baseline (:func:`physics_mask`)."""
 
     def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
-        image01, _, _ = normalise_detector(
-            detector.data, detector.usable, params.patches.low_percentile, params.patches.high_percentile
-        )
-        mask = segment(image01, detector.usable, params.pseudomask.segment)
-        prev, _ = previous_exposure(info)
+        return physics_mask(previous_detector(info, detector.detector), detector.data.shape, cfg), None
+
+    return run
+
+
+def heuristic_segmentation_method(params: Params) -> MethodFn:
+    """A cluster-free heuristic: the study's segmentation of the whole detector, gated on the bright map.
+
+    The detector is scaled as the patches are (``scaling``) and segmented with
+    the study's four steps (:func:`slewdark.segment.segment`,
+    ``pseudomask.segment``) over the whole detector; where the exposure names its
+    previous exposure, the mask is kept only where that exposure was bright
+    (:func:`slewdark.label.bright_map` with ``label.bright_level``,
+    ``bright_dilation``, ``bright_median``), as the ``pseudomask`` stage gates
+    its masks. Unlike the pseudo-masks the UNet learns from, there is no cluster
+    selection: this is what the segmentation alone achieves.
+    """
+    from slewdark.label import bright_map
+    from slewdark.pseudomask import segment_floor
+    from slewdark.segment import segment
+
+    label = params.label
+
+    scaling = Scaling(**params.scaling.model_dump())
+    floor = segment_floor(params)
+
+    def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
+        image01 = scale_detector(detector.data, detector.usable, scaling).image
+        mask = segment(image01, detector.usable, params.pseudomask.segment, floor)
+        prev = previous_detector(info, detector.detector)
         if prev is not None:
-            fluence = read_detector(prev, detector.detector).data
-            mask &= bright_map(fluence, params.label.bright_level, params.label.bright_dilation)
+            mask &= bright_map(prev, label.bright_level, label.bright_dilation, label.bright_median)
         return mask, None
 
     return run
@@ -253,8 +321,14 @@ def build_methods(params: Params, exposures: list[Path]) -> dict[str, MethodFn]:
     cfg = params.evaluate
     builders: dict[str, Callable[[], MethodFn]] = {
         PRODUCT: lambda: prediction_method(Path(params.predict.out), exposures),
-        "pseudomask": lambda: pseudomask_method(params),
-        "unet_truth": lambda: unet_method(Path(params.unet.truth_model), params),
+        "physics": lambda: physics_method(cfg.physics),
+        "heuristic_segmentation": lambda: heuristic_segmentation_method(params),
+        "unet_truth": lambda: unet_method(
+            Path(params.unet.truth_model),
+            params,
+            "the unet_truth baseline needs it (run `slewdark train-unet --labels truth`, "
+            "or drop unet_truth from evaluate.baselines)",
+        ),
         "astroscrappy": lambda: astroscrappy_method(cfg.astroscrappy),
     }
     wanted = {PRODUCT, *cfg.baselines}
@@ -262,7 +336,11 @@ def build_methods(params: Params, exposures: list[Path]) -> dict[str, MethodFn]:
 
 
 def score_exposures(
-    exposures: list[Path], methods: dict[str, MethodFn], params: Params
+    exposures: list[Path],
+    methods: dict[str, MethodFn],
+    params: Params,
+    edges: Sequence[float] | None = None,
+    desc: str = "evaluate",
 ) -> tuple[dict[str, MethodScore], dict[str, int]]:
     """Score every method on every detector of the exposures, one detector at a time.
 
@@ -274,6 +352,10 @@ def score_exposures(
         Name to method (:func:`build_methods`).
     params
         Validated params (``evaluate`` section).
+    edges
+        Amplitude bin edges (e-); None = ``evaluate.amplitude_bins``.
+    desc
+        Progress-bar label.
 
     Returns
     -------
@@ -283,13 +365,13 @@ def score_exposures(
         Exposures, detectors, usable pixels and truth-positive pixels seen.
     """
     cfg = params.evaluate
-    edges = np.asarray(cfg.amplitude_bins, dtype=np.float64)
+    edges = np.asarray(cfg.amplitude_bins if edges is None else edges, dtype=np.float64)
     thresholds = pr_thresholds(cfg.pr_thresholds)
     scores = {name: MethodScore(edges, thresholds, cfg.object_hit_fraction) for name in methods}
     infos = [read_info(path) for path in exposures]
     data = {"exposures": len(exposures), "detectors": 0, "usable_pixels": 0, "positive_pixels": 0}
     total = sum(len(info.detectors) for info in infos)
-    with tqdm(total=total, desc="evaluate", unit="det") as progress:
+    with tqdm(total=total, desc=desc, unit="det") as progress:
         for path, info in zip(exposures, infos, strict=True):
             truth_path = truth_file(path)
             for detector in iter_detectors(path):
@@ -298,9 +380,10 @@ def score_exposures(
                     raise ContractError(truth_path, f"DET{detector.detector}: truth shape differs from data")
                 valid = detector.usable
                 positive = (truth.pers > cfg.truth_threshold) & valid
+                clean = valid & (truth.pers < cfg.clean_threshold) & ~(truth.cr | truth.hot | truth.snow)
                 for name, method in methods.items():
                     mask, prob = method(path, info, detector)
-                    scores[name].add(mask, prob, truth.pers, positive, truth.cr, truth.hot, valid)
+                    scores[name].add(mask, prob, truth.pers, positive, truth.cr, truth.hot, valid, clean)
                 data["detectors"] += 1
                 data["usable_pixels"] += int(valid.sum())
                 data["positive_pixels"] += int(positive.sum())
@@ -308,19 +391,42 @@ def score_exposures(
     return scores, data
 
 
+def markdown_table(
+    caption: str,
+    labels: Sequence[str],
+    columns: Sequence[tuple[str, str]],
+    rows: Iterable[tuple[Sequence[str], dict[str, Any]]],
+) -> str:
+    """A captioned Markdown table: label columns, then one 3-decimal column per figure.
+
+    Parameters
+    ----------
+    caption
+        Line above the table.
+    labels
+        Titles of the label columns (e.g. ``method``).
+    columns
+        ``(title, key)`` of each figure column.
+    rows
+        ``(label values, figures by key)`` per row.
+    """
+    header = "| " + " | ".join([*labels, *(title for title, _ in columns)]) + " |"
+    rule = "|" + "---|" * len(labels) + "---:|" * len(columns)
+    lines = [
+        "| " + " | ".join([*names, *(f"{figures[key]:.3f}" for _, key in columns)]) + " |"
+        for names, figures in rows
+    ]
+    return "\n".join([caption, "", header, rule, *lines]) + "\n"
+
+
 def comparison_table(summaries: dict[str, dict[str, Any]], data: dict[str, int]) -> str:
     """The Markdown table of ``evaluate.table``: one row per method."""
-    header = "| method | " + " | ".join(title for title, _ in TABLE_COLUMNS) + " |"
-    rule = "|---|" + "---:|" * len(TABLE_COLUMNS)
-    rows = [
-        f"| {name} | " + " | ".join(f"{summary[key]:.3f}" for _, key in TABLE_COLUMNS) + " |"
-        for name, summary in summaries.items()
-    ]
     caption = (
         f"Held-out set: {data['exposures']} exposures, {data['detectors']} detectors, "
         f"{data['positive_pixels']} persistence pixels among {data['usable_pixels']} usable pixels."
     )
-    return "\n".join([caption, "", header, rule, *rows]) + "\n"
+    rows = (([name], summary) for name, summary in summaries.items())
+    return markdown_table(caption, ["method"], TABLE_COLUMNS, rows)
 
 
 def pr_tables(scores: dict[str, MethodScore]) -> dict[str, list[dict[str, object]]]:

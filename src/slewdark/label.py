@@ -4,9 +4,11 @@ Persistence can only appear where the previous exposure (``PREVFILE``, in the
 exposure's folder) was bright, so the study's "compare with the features
 expected from the spectroscopic images" becomes a score:
 
-1. In the previous exposure of each detector, *bright* pixels are those whose
-   fluence reaches ``label.bright_level`` electrons, grown by
-   ``label.bright_dilation`` px (IPC, PSF wings).
+1. In the previous exposure of each detector, *bright* pixels are those that
+   saturated (its DQ layer's SATUR bit, or NaN there) or whose fluence, median
+   filtered over ``label.bright_median`` px so that cosmic-ray tracks and noise
+   do not count, reaches ``label.bright_level`` electrons, grown by
+   ``label.bright_dilation`` px (IPC, PSF wings) (:func:`bright_map`).
 2. In every patch, *signal* pixels are those of the Gaussian-smoothed patch
    (``smooth_sigma``) above its mean + ``signal_sigma`` standard deviations
    (the segmentation's first step, :func:`slewdark.segment.threshold_at_mean`).
@@ -55,7 +57,7 @@ from tqdm import tqdm
 from slewdark.config import LabelFallbackParams, LabelParams, Params
 from slewdark.errors import ContractError, SlewdarkError
 from slewdark.io.atomic import write_text_atomic
-from slewdark.io.fits import ExposureInfo, read_detector, read_info
+from slewdark.io.fits import DetectorImage, ExposureInfo, read_detector, read_info
 from slewdark.patch_data import open_patches
 from slewdark.patches import read_index
 from slewdark.segment import threshold_at_mean
@@ -118,24 +120,37 @@ class PatchEvidence:
         )
 
 
-def bright_map(fluence: np.ndarray, level: float, dilation: int) -> np.ndarray:
+def bright_map(prev: DetectorImage, level: float, dilation: int, median: int) -> np.ndarray:
     """Pixels of the previous exposure bright enough to leave persistence.
+
+    Only what a pipeline has is used: the observed previous exposure (noise,
+    cosmic rays, values capped at full well) and its saturation flags. A pixel
+    is bright when it saturated (:attr:`DetectorImage.saturated`) or when the
+    ``median`` x ``median`` median of the exposure around it reaches ``level``:
+    a star core or a trace a few pixels wide passes, a cosmic-ray track one or
+    two pixels wide, a lone hot pixel or noise does not. Saturated pixels enter
+    the median as infinitely bright, pixels without data as infinitely faint.
 
     Parameters
     ----------
-    fluence
-        Previous exposure in electrons (NaN = no data, never bright).
+    prev
+        The previous exposure's detector, in electrons.
     level
-        Electrons at and above which a pixel is bright.
+        Electrons at and above which the median-filtered fluence is bright.
     dilation
         Pixels by which bright regions are grown (8-connected); 0 = none.
+    median
+        Side of the median filter in pixels; 1 = none.
 
     Returns
     -------
     ndarray
         Boolean map.
     """
-    bright = np.nan_to_num(fluence, nan=-np.inf) >= level
+    filled = np.where(prev.saturated, np.inf, np.nan_to_num(prev.data, nan=-np.inf))
+    if median > 1:
+        filled = ndimage.median_filter(filled, size=median, mode="nearest")
+    bright = prev.saturated | (filled >= level)
     if dilation > 0:
         bright = ndimage.binary_dilation(bright, np.ones((3, 3), bool), iterations=dilation)
     return bright
@@ -246,8 +261,8 @@ def collect_evidence(patch_dir: str | Path, cfg: LabelParams) -> PatchEvidence:
         prev, dispersion = previous_exposure(read_info(file))
         full_bright = None
         if prev is not None:
-            fluence = read_detector(prev, detector).data
-            full_bright = bright_map(fluence, cfg.bright_level, cfg.bright_dilation)
+            prev_image = read_detector(prev, detector)
+            full_bright = bright_map(prev_image, cfg.bright_level, cfg.bright_dilation, cfg.bright_median)
         size = patches.shape[1]
         for i in rows:
             r, c = int(index["row"][i]), int(index["col"][i])

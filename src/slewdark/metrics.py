@@ -117,7 +117,7 @@ def amplitude_counts(
 
 
 def flagged_counts(pred: np.ndarray, layer: np.ndarray, eligible: np.ndarray) -> tuple[int, int]:
-    """Flagged and total pixels of a truth layer (cosmic rays, hot pixels) among eligible ones.
+    """Flagged and total pixels of a layer (cosmic rays, hot pixels, clean pixels) among eligible ones.
 
     Parameters
     ----------
@@ -248,6 +248,7 @@ class MethodScore:
     pr_negatives: np.ndarray = field(init=False)
     cr: list[int] = field(default_factory=lambda: [0, 0])
     hot: list[int] = field(default_factory=lambda: [0, 0])
+    clean: list[int] = field(default_factory=lambda: [0, 0])
     objects: list[int] = field(default_factory=lambda: [0, 0])
     detectors: int = 0
 
@@ -266,6 +267,7 @@ class MethodScore:
         cosmic_rays: np.ndarray,
         hot_pixels: np.ndarray,
         valid: np.ndarray,
+        clean: np.ndarray | None = None,
     ) -> None:
         """Add one detector.
 
@@ -284,6 +286,10 @@ class MethodScore:
             Boolean truth layers.
         valid
             Pixels that count.
+        clean
+            Pixels with no signal at all (next to no true persistence, no cosmic
+            ray, hot pixel or snowball): flagging one is a plain false alarm.
+            None: not counted (the summary then has 0 clean pixels).
         """
         mask = mask & valid
         self.pixels += confusion(mask, positive, valid)
@@ -291,10 +297,11 @@ class MethodScore:
         self.amplitude_found += found
         self.amplitude_total += total
         eligible = valid & ~positive
-        for counts, layer in ((self.cr, cosmic_rays), (self.hot, hot_pixels)):
-            flagged, n = flagged_counts(mask, layer, eligible)
-            counts[0] += flagged
-            counts[1] += n
+        for counts, layer in ((self.cr, cosmic_rays), (self.hot, hot_pixels), (self.clean, clean)):
+            if layer is not None:
+                flagged, n = flagged_counts(mask, layer, eligible)
+                counts[0] += flagged
+                counts[1] += n
         found_objects, n_objects = object_counts(mask, positive, self.hit_fraction)
         self.objects[0] += found_objects
         self.objects[1] += n_objects
@@ -308,6 +315,19 @@ class MethodScore:
         """Precision, recall and predicted count per threshold (:func:`pr_curve`)."""
         total = self.pixels.tp + self.pixels.fn
         return pr_curve(self.pr_positives, self.pr_negatives, total)
+
+    def recall_above(self, level: float) -> float:
+        """Recall over the truth positives of at least ``level`` electrons (below the last edge).
+
+        Raises
+        ------
+        ValueError
+            When ``level`` is not one of the amplitude bin edges.
+        """
+        if level not in self.edges:
+            raise ValueError(f"{level:g} e- is not an amplitude bin edge {self.edges.tolist()}")
+        first = int(np.searchsorted(self.edges, level))
+        return safe_ratio(self.amplitude_found[first:].sum(), self.amplitude_total[first:].sum())
 
     def amplitude_recall(self) -> np.ndarray:
         """Recall per amplitude bin (0.0 for an empty bin)."""
@@ -331,6 +351,8 @@ class MethodScore:
             "cosmic_ray_pixels": self.cr[1],
             "hot_pixel_flagged_fraction": safe_ratio(*self.hot),
             "hot_pixels": self.hot[1],
+            "clean_flagged_fraction": safe_ratio(*self.clean),
+            "clean_pixels": self.clean[1],
             "object_recall": safe_ratio(*self.objects),
             "objects_found": self.objects[0],
             "objects": self.objects[1],

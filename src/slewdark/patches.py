@@ -1,27 +1,19 @@
 """Detector images to normalised square patches: stretch, tiling, channels, split.
 
 The ``patches`` stage reads every exposure of a folder one detector at a time,
-stretches each detector to [0, 1] (:func:`normalise_detector`), optionally
+scales each detector to [0, 1] in noise units (:mod:`slewdark.scaling`), optionally
 removes the background (:mod:`slewdark.background`), cuts it into square
 patches and streams them into a memory-mapped array, so no stage ever needs all
 exposures in memory. Products (``docs/products.md``):
 
 - ``patches.npy`` float32 (N, P, P) in [0, 1], ``usable.npy`` bool (N, P, P);
 - ``index.csv``: patch, exposure, file, detector, channel, row, col, split, usable_fraction;
-- ``normalisation.csv``: exposure, detector, low, high (electrons mapped to 0 and 1).
+- ``normalisation.csv``: exposure, detector, background, sigma (electrons).
 
-Why a percentile stretch
-------------------------
-A slew dark is read noise (about 9 e-) plus faint persistence (a few to tens of
-e-) plus rare, very bright pixels: cosmic rays and snowballs up to 1e4-1e5 e-,
-hot pixels up to 3e4 e-. A min-max stretch would map everything of interest
-into the lowest 0.1 % of [0, 1]. Percentiles of the usable pixels ignore those
-outliers: ``low`` sits a couple of read-noise sigmas below the bias level and
-``high`` at the level above which only cosmic rays, hot pixels and the
-brightest persistence lie; the bright outliers saturate at 1, where their shape
-(not their charge) is what tells them apart. Percentiles rather than fixed
-electron levels keep the stretch meaningful for real frames whose offsets and
-noise differ from the simulation.
+The scaling (background removed, divided by the noise, squashed) is
+:func:`slewdark.scaling.scale_detector`, the same for every network input;
+``normalisation.csv`` records each detector's background level and noise
+sigma in electrons.
 """
 
 from __future__ import annotations
@@ -40,6 +32,7 @@ from tqdm import tqdm
 from slewdark.background import remove_background
 from slewdark.errors import ContractError, SlewdarkError
 from slewdark.io.atomic import atomic_path
+from slewdark.scaling import Scaling, scale_detector
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +61,8 @@ class PatchOptions:
         Patch side and step in pixels.
     n_channels
         Number of horizontal bands of the detector (the study's channels).
-    low_percentile, high_percentile
-        Percentiles of the usable pixels mapped to 0 and 1.
+    scaling
+        How a detector becomes [0, 1] (:mod:`slewdark.scaling`).
     background
         Background removal options, or None to keep the background.
     split_mode
@@ -83,57 +76,11 @@ class PatchOptions:
     size: int
     stride: int
     n_channels: int
-    low_percentile: float
-    high_percentile: float
+    scaling: Scaling
     background: BackgroundOptions | None
     split_mode: Literal["grouped", "random"]
     fractions: tuple[float, float, float]
     seed: int
-
-
-def normalise_detector(
-    image: np.ndarray, usable: np.ndarray, low_percentile: float, high_percentile: float
-) -> tuple[np.ndarray, float, float]:
-    """Stretch a detector image to [0, 1] between two percentiles of its usable pixels.
-
-    Parameters
-    ----------
-    image
-        2-D detector image in electrons; NaN where there is no data.
-    usable
-        Boolean mask of the same shape: pixels that are finite and not flagged.
-    low_percentile, high_percentile
-        Percentiles (0-100) of the usable pixels mapped to 0 and 1.
-
-    Returns
-    -------
-    normalised : ndarray
-        float32 image, ``(image - low) / (high - low)`` clipped to [0, 1];
-        unusable pixels hold the normalised median of the usable ones, so they
-        carry no structure (losses ignore them through the usable mask).
-    low, high : float
-        The electron levels mapped to 0 and 1 (``high > low`` always: a flat
-        image gets ``high = low + 1``).
-
-    Raises
-    ------
-    ValueError
-        When no pixel is usable or the percentiles are not ordered.
-    """
-    if not 0 <= low_percentile < high_percentile <= 100:
-        raise ValueError(
-            f"need 0 <= low_percentile < high_percentile <= 100, got {low_percentile}, {high_percentile}"
-        )
-    usable = usable & np.isfinite(image)
-    values = image[usable]
-    if values.size == 0:
-        raise ValueError("no usable pixel to normalise")
-    low, high, median = np.percentile(values, [low_percentile, high_percentile, 50.0])
-    if high <= low:
-        high = low + 1.0
-    scale = 1.0 / (high - low)
-    normalised = np.clip((np.where(usable, image, median) - low) * scale, 0.0, 1.0).astype(np.float32)
-    return normalised, float(low), float(high)
 
 
 def patch_origins(height: int, width: int, size: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
@@ -329,7 +276,7 @@ def build_patches(files: Iterable[str | Path], out_dir: str | Path, options: Pat
     for number, (row, split) in enumerate(zip(index, splits, strict=True)):
         row["patch"] = number
         row["split"] = split
-    write_table(out_dir / "normalisation.csv", stretch, ("exposure", "detector", "low", "high"))
+    write_table(out_dir / "normalisation.csv", stretch, ("exposure", "detector", "background", "sigma"))
     write_table(out_dir / "index.csv", index, INDEX_COLUMNS)
     if failures:
         raise SlewdarkError(
@@ -358,15 +305,21 @@ def _add_exposure(
         for det in iter_detectors(path):
             if not det.usable.any():
                 raise ContractError(path, f"DET{det.detector}.SCI has no usable pixel")
-            image, low, high = normalise_detector(
-                det.data, det.usable, options.low_percentile, options.high_percentile
-            )
+            scaled = scale_detector(det.data, det.usable, options.scaling)
+            image = scaled.image
             if options.background is not None:
                 image = remove_background(image, det.usable, **vars(options.background))
             usable = cut_patches(det.usable, rows, cols, options.size)
             writer.add(cut_patches(image, rows, cols, options.size), usable)
             fraction = usable.mean(axis=(1, 2))
-            new_stretch.append({"exposure": stem, "detector": det.detector, "low": low, "high": high})
+            new_stretch.append(
+                {
+                    "exposure": stem,
+                    "detector": det.detector,
+                    "background": scaled.background,
+                    "sigma": scaled.sigma,
+                }
+            )
             new_index.extend(
                 {
                     "exposure": stem,

@@ -38,7 +38,7 @@ from slewdark.io.fits import MaskLayers, file_sha256, iter_detectors, read_info,
 from slewdark.models.unet import build_unet, fuse_for_inference
 from slewdark.tiling import TileBlender, iter_tile_batches, tile_origins
 from slewdark.tracking import git_revision
-from slewdark.unet_input import Normalisation, detector_input, previous_exposure_path
+from slewdark.unet_input import Normalisation, detector_input, optional_previous_exposure
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ def _exposure_layers(
 ) -> Iterator[MaskLayers]:
     """Mask layers of every detector of an exposure, one detector in memory at a time."""
     info = read_info(path)
-    prev_path = previous_exposure_path(info) if unet.in_channels == 2 else None
+    prev_path = optional_previous_exposure(info) if unet.in_channels == 2 else None
     dtype = autocast_dtype(unet.device, options.autocast)
     for detector in iter_detectors(path):
         image = detector_input(path, detector, unet.normalisation, unet.in_channels, prev_path)

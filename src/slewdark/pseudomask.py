@@ -6,8 +6,9 @@ For every exposure of ``index.csv`` and each of its detectors:
    is segmented with the study's four steps (:func:`slewdark.segment.segment`,
    ``pseudomask.segment``); other patches get an empty mask;
 2. when the exposure names its previous exposure (``PREVFILE``), the patch masks
-   are kept only where that exposure was bright (``label.bright_level``, grown by
-   ``label.bright_dilation``): persistence cannot appear anywhere else, so this
+   are kept only where that exposure was bright (saturated, or median-filtered
+   fluence at ``label.bright_level``, grown by ``label.bright_dilation``:
+   :func:`slewdark.label.bright_map`): persistence cannot appear anywhere else, so this
    removes cosmic rays and noise blobs that the segmentation kept;
 3. patches are put back at their ``row``/``col`` in the 2040 x 2040 frame. The
    channels (horizontal bands) are thereby concatenated; where patches overlap
@@ -53,6 +54,7 @@ from slewdark.io.fits import read_detector, read_info, write_fits_atomic
 from slewdark.label import bright_map, previous_exposure, read_assignments, read_labels
 from slewdark.patch_data import open_patches
 from slewdark.patches import ACTIVE_SIZE, read_index
+from slewdark.scaling import Scaling
 from slewdark.segment import segment
 from slewdark.tracking import stage_run
 
@@ -131,6 +133,7 @@ def patch_products(
     confident: np.ndarray,
     segment_cfg: SegmentParams,
     weight_cfg: PseudomaskWeightParams,
+    floor: float = -np.inf,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mask and weight of each patch of one detector (see the module docstring).
 
@@ -144,6 +147,8 @@ def patch_products(
         Per patch (:func:`patch_labels`).
     segment_cfg, weight_cfg
         ``pseudomask.segment`` and ``pseudomask.weight``.
+    floor
+        Lowest segmentation level in patch units (:func:`segment_floor`).
 
     Returns
     -------
@@ -155,7 +160,7 @@ def patch_products(
     masks = np.zeros(patches.shape, dtype=bool)
     weights = np.full(patches.shape, weight_cfg.outside, dtype=np.float32)
     for i in np.nonzero(persistence)[0]:
-        masks[i] = segment(np.asarray(patches[i]), np.asarray(usable[i]), segment_cfg)
+        masks[i] = segment(np.asarray(patches[i]), np.asarray(usable[i]), segment_cfg, floor)
     weights[persistence] = weight_cfg.uncertain
     weights[persistence & confident] = 1.0
     if bright is not None:
@@ -204,6 +209,17 @@ def reassemble(
     return mask, weight
 
 
+def segment_floor(params: Params) -> float:
+    """``pseudomask.segment.min_sigma`` noise sigmas above the background, in patch units.
+
+    Patches are in noise units (:mod:`slewdark.scaling`), so this floor keeps the
+    segmentation to persistence that stands out of the noise, whatever else the
+    patch holds.
+    """
+    scaling = Scaling(**params.scaling.model_dump())
+    return float(scaling.squash(params.pseudomask.segment.min_sigma))
+
+
 def _detector_hdus(
     stem_rows: np.ndarray, index: dict[str, np.ndarray], data: dict[str, Any], params: Params
 ) -> Iterator[fits.ImageHDU]:
@@ -215,8 +231,9 @@ def _detector_hdus(
         rows = stem_rows[index["detector"][stem_rows] == detector]
         bright = None
         if prev is not None:
+            label = params.label
             full = bright_map(
-                read_detector(prev, detector).data, params.label.bright_level, params.label.bright_dilation
+                read_detector(prev, detector), label.bright_level, label.bright_dilation, label.bright_median
             )
             size = data["patches"].shape[1]
             bright = np.stack(
@@ -233,6 +250,7 @@ def _detector_hdus(
             data["confident"][rows],
             params.pseudomask.segment,
             params.pseudomask.weight,
+            segment_floor(params),
         )
         mask, weight = reassemble(masks, weights, index["row"][rows], index["col"][rows], (ACTIVE_SIZE,) * 2)
         data["stats"]["mask_pixels"] += int(mask.sum())

@@ -35,10 +35,11 @@ from slewdark.io.atomic import write_text_atomic
 from slewdark.io.fits import read_detector, read_truth
 from slewdark.label import read_assignments, read_labels
 from slewdark.metrics import MethodScore, pr_thresholds, safe_ratio
-from slewdark.patches import normalise_detector, read_index
+from slewdark.patches import read_index
 from slewdark.plots.evaluate import save_figure
 from slewdark.plots.pseudomask import side_by_side
 from slewdark.pseudomask import output_path, read_pseudo_mask
+from slewdark.scaling import Scaling, scale_detector
 from slewdark.truth import truth_file
 
 log = logging.getLogger(__name__)
@@ -141,9 +142,7 @@ def mask_quality(params: Params) -> tuple[dict[str, Any], list[Path]]:
         for name, valid in (("pixels", image.usable), ("confident_pixels", image.usable & (weight >= 1.0))):
             scores[name].add(mask, None, truth.pers, positive & valid, truth.cr, truth.hot, valid)
         if len(pictures) < cfg.sample_detectors:
-            stretched, _, _ = normalise_detector(
-                image.data, image.usable, params.patches.low_percentile, params.patches.high_percentile
-            )
+            stretched = scale_detector(image.data, image.usable, Scaling(**params.scaling.model_dump())).image
             figure = side_by_side(stretched, mask, positive, f"{stem} DET{detector}", PICTURE_BINNING)
             path = Path(cfg.plots) / f"{stem}_DET{detector}.png"
             save_figure(figure, path)

@@ -45,7 +45,11 @@ class SegmentSettings(Protocol):
 
 
 def threshold_at_mean(
-    image: np.ndarray, usable: np.ndarray, threshold_sigma: float, smooth_sigma: float
+    image: np.ndarray,
+    usable: np.ndarray,
+    threshold_sigma: float,
+    smooth_sigma: float,
+    floor: float = -np.inf,
 ) -> np.ndarray:
     """Step 1: pixels above the mean (+ ``threshold_sigma`` standard deviations) of the usable ones.
 
@@ -59,6 +63,10 @@ def threshold_at_mean(
         Standard deviations above the mean; 0 is the study's threshold at the mean.
     smooth_sigma
         Gaussian smoothing (px) applied first; 0 disables it.
+    floor
+        Lowest threshold, in image units: on an image in noise units
+        (:mod:`slewdark.scaling`) a floor keeps a patch of pure noise, whose mean
+        is the background, from being half selected.
 
     Returns
     -------
@@ -71,7 +79,7 @@ def threshold_at_mean(
     if smooth_sigma > 0:
         values = ndimage.gaussian_filter(values, smooth_sigma, mode="nearest")
     selected = values[usable]
-    level = float(selected.mean()) + threshold_sigma * float(selected.std())
+    level = max(float(selected.mean()) + threshold_sigma * float(selected.std()), floor)
     return usable & (values > level)
 
 
@@ -181,7 +189,9 @@ def remove_small_components(mask: np.ndarray, min_size: int) -> np.ndarray:
     return keep[labels]
 
 
-def segment(image: np.ndarray, usable: np.ndarray, settings: SegmentSettings) -> np.ndarray:
+def segment(
+    image: np.ndarray, usable: np.ndarray, settings: SegmentSettings, floor: float = -np.inf
+) -> np.ndarray:
     """The study's four steps on one image: persistence mask of a patch or detector.
 
     Parameters
@@ -193,6 +203,8 @@ def segment(image: np.ndarray, usable: np.ndarray, settings: SegmentSettings) ->
     settings
         ``smooth_sigma``, ``threshold_sigma``, ``std_window``, ``std_factor``,
         ``min_size`` (see the module docstring).
+    floor
+        Lowest level of step 1, in image units (:func:`threshold_at_mean`).
 
     Returns
     -------
@@ -200,7 +212,7 @@ def segment(image: np.ndarray, usable: np.ndarray, settings: SegmentSettings) ->
         Boolean persistence mask, False on unusable pixels.
     """
     usable = np.asarray(usable, dtype=bool)
-    bright = threshold_at_mean(image, usable, settings.threshold_sigma, settings.smooth_sigma)
+    bright = threshold_at_mean(image, usable, settings.threshold_sigma, settings.smooth_sigma, floor)
     contrast = high_contrast(image, usable, settings.std_window, settings.std_factor)
     return remove_small_components(keep_regions_touching(bright, contrast), settings.min_size)
 

@@ -45,6 +45,7 @@ from slewdark.io.fits import read_info
 from slewdark.models.unet import build_unet, count_parameters
 from slewdark.patches import exposure_files, exposure_stem, write_table
 from slewdark.predict import UnetModel, checkpoint_payload
+from slewdark.scaling import Scaling
 from slewdark.simulate.sky import is_spectroscopic
 from slewdark.tracking import CHECKPOINT_ARTIFACT, StageRun, stage_run
 from slewdark.training import EpochRecord, FitConfig, fit, resolve_device, seed_everything
@@ -231,7 +232,7 @@ def train_network(
     seed_everything(seed)
     network = build_unet(**arch_kwargs(unet)).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(network.parameters(), lr=hyper.lr)
-    flips = (unet.augment.horizontal_flip, unet.augment.vertical_flip)
+    moves = (unet.augment.horizontal_flip, unet.augment.vertical_flip, unet.augment.rotate90)
 
     def loss(net: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         x, y, w = batch
@@ -243,7 +244,9 @@ def train_network(
     result = fit(
         network,
         optimizer,
-        lambda epoch: iter_training_batches(train_tiles, unet.batch_size, seed + epoch, flips),
+        lambda epoch: iter_training_batches(
+            train_tiles, unet.batch_size, seed + epoch, moves, unet.prev_dropout
+        ),
         lambda: iter_training_batches(val_tiles, unet.batch_size, seed=None),
         loss,
         loss,
@@ -303,9 +306,7 @@ def run_train_unet(params: Params, labels: Labels = "pseudo") -> Path:
     unet = params.unet
     device = resolve_device(params.device)
     outputs = outputs_for(unet, labels)
-    normalisation = Normalisation(
-        params.patches.low_percentile, params.patches.high_percentile, unet.prev_high_percentile
-    )
+    normalisation = Normalisation(Scaling(**params.scaling.model_dump()), unet.prev_full_scale)
     source: LabelSource
     if labels == "truth":
         source = truth_labels(params.evaluate.truth_threshold)

@@ -14,26 +14,22 @@ Tile positions are seeded: a share ``positive_fraction`` is centred on random
 labelled pixels (persistence is sparse, and a uniform draw would show the
 network almost only background), the rest is uniform over the detector.
 
-Augmentations, and why only these
----------------------------------
-A slew dark has two physical axes. Along y (rows) lies the grism dispersion
-direction (``slewdark.simulate.sky.DISPERSION_ANGLE``: RGS000 and BGS000 at +90
-deg, RGS180 at 270 deg); along x (columns) the 64-column output channels and
-the row-correlated readout noise. Traces follow the dispersion direction,
-tilted by 0 or ±4 deg.
+Augmentations
+-------------
+The detectors are not mounted alike in the focal plane: on a given detector a
+grism's traces may run along either pixel axis, in either direction, tilted by
+0 or ±4 deg. So every one of the 8 orientations of a square tile (flips in x
+and y, and the transpose, which with the flips gives the 90 deg turns) shows
+physics that exists. The readout structure (64-column output channels, row
+noise) is fixed to the detector and is removed by the scaling
+(:mod:`slewdark.scaling`) before the network sees it, so turning it does not
+teach the network an impossible texture.
 
-- Vertical flip (y -> -y): reverses the dispersion direction, which turns an
-  RGS000-like trace (and its zeroth-order spot on one side) into an
-  RGS180-like one, and a +4 deg tilt into -4 deg. Both exist, so it is allowed.
-- Horizontal flip (x -> -x): mirrors the tilt (+4 <-> -4 deg, both exist) and
-  keeps the dispersion along y; rows stay rows and the output channels only
-  swap places. Allowed, and so is their product, the 180 deg rotation.
-- Not allowed: 90 deg rotations and transposes (traces along x and
-  column-correlated noise along rows never occur), and rotations by arbitrary
-  angles (the tilt is physical and quantised at 0, ±4 deg; interpolation would
-  also smooth the noise whose texture tells persistence from noise).
-- No intensity augmentation: the percentile stretch already fixes the scale,
-  and the amplitude of persistence relative to the read noise is the signal.
+- Not used: rotations by arbitrary angles (interpolation would smooth the
+  noise whose texture tells persistence from noise) and intensity
+  augmentation (the input is in noise units: the amplitude of persistence
+  relative to the noise is the signal; the simulator already draws exposure
+  times, persistence amplitudes and noise levels over their real ranges).
 """
 
 from __future__ import annotations
@@ -53,7 +49,7 @@ from slewdark.patches import exposure_stem
 from slewdark.pseudomask import output_path, read_pseudo_mask
 from slewdark.tiling import Origin
 from slewdark.truth import truth_file
-from slewdark.unet_input import Normalisation, detector_input, previous_exposure_path
+from slewdark.unet_input import Normalisation, detector_input, optional_previous_exposure
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +173,7 @@ def build_tile_set(
     weight_tiles: list[np.ndarray] = []
     for exposure in tqdm(exposures, desc="tiles", unit="exposure", leave=False):
         info = read_info(exposure)
-        prev = previous_exposure_path(info) if in_channels == 2 else None
+        prev = optional_previous_exposure(info) if in_channels == 2 else None
         for detector in iter_detectors(exposure):
             image = detector_input(exposure, detector, normalisation, in_channels, prev)
             label, weight = labels(exposure, detector.detector, detector.usable)
@@ -193,43 +189,67 @@ def build_tile_set(
 
 
 def augment(
-    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, flips: tuple[bool, bool], generator: torch.Generator
+    x: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor,
+    moves: tuple[bool, bool, bool],
+    generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random horizontal and vertical flips per sample (see the module notes for why only these).
+    """Random flips and transposes per sample: the 8 orientations of a square tile.
 
     Parameters
     ----------
     x
-        ``(B, C, H, W)`` inputs.
+        ``(B, C, H, W)`` inputs, ``H == W`` when transposes are allowed.
     y, w
-        ``(B, H, W)`` labels and weights, flipped with their input.
-    flips
-        Whether horizontal and vertical flips are allowed.
+        ``(B, H, W)`` labels and weights, moved with their input.
+    moves
+        Whether horizontal flips, vertical flips and transposes are allowed.
     generator
         Seeded torch generator.
 
     Returns
     -------
     x, y, w
-        Flipped copies.
+        Moved copies.
     """
     x, y, w = x.clone(), y.clone(), w.clone()
-    for axis, allowed in ((-1, flips[0]), (-2, flips[1])):
+    steps = (
+        (moves[0], lambda t: t.flip(-1)),
+        (moves[1], lambda t: t.flip(-2)),
+        (moves[2], lambda t: t.transpose(-1, -2)),
+    )
+    for allowed, move in steps:
         if not allowed:
             continue
         chosen = torch.rand(len(x), generator=generator) < 0.5
         if chosen.any():
-            x[chosen] = x[chosen].flip(axis)
-            y[chosen] = y[chosen].flip(axis)
-            w[chosen] = w[chosen].flip(axis)
+            x[chosen] = move(x[chosen])
+            y[chosen] = move(y[chosen])
+            w[chosen] = move(w[chosen])
     return x, y, w
+
+
+def blank_previous(x: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """Zero the previous-exposure channel (1) of a random share of the samples.
+
+    A two-channel model must also work where ``PREVFILE`` is unknown (the data
+    contract makes it optional), when the second channel is empty.
+    """
+    if x.shape[1] < 2 or probability <= 0:
+        return x
+    chosen = torch.rand(len(x), generator=generator) < probability
+    x = x.clone()
+    x[chosen, 1] = 0.0
+    return x
 
 
 def iter_training_batches(
     tiles: TileSet,
     batch_size: int,
     seed: int | None,
-    flips: tuple[bool, bool] = (False, False),
+    moves: tuple[bool, bool, bool] = (False, False, False),
+    prev_dropout: float = 0.0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Batches ``(inputs, labels as float, weights)``; shuffled and augmented when ``seed`` is given."""
     order = np.arange(len(tiles))
@@ -243,5 +263,6 @@ def iter_training_batches(
         y = torch.from_numpy(tiles.labels[index].astype(np.float32))
         w = torch.from_numpy(tiles.weights[index])
         if generator is not None:
-            x, y, w = augment(x, y, w, flips, generator)
+            x, y, w = augment(x, y, w, moves, generator)
+            x = blank_previous(x, prev_dropout, generator)
         yield x, y, w

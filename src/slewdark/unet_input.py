@@ -1,19 +1,21 @@
-"""What the UNet sees: a detector stretched to [0, 1], optionally with its previous exposure.
+"""What the UNet sees: a detector in noise units, optionally with its previous exposure.
 
 Training and prediction build their input with the same function, from the
-same normalisation settings (stored in ``models/unet.pt``), so a model never
-sees data scaled differently from what it was trained on.
+same settings (stored in ``models/unet.pt``), so a model never sees data
+scaled differently from what it was trained on.
 
-Channel 0 is the slew dark, stretched by :func:`slewdark.patches.normalise_detector`
-between two percentiles of its usable pixels. With ``in_channels == 2``, channel
-1 is the previous science exposure (``PREVFILE``, same folder), stretched the
-same way but up to ``prev_high_percentile``: the few pixels that saw high
-fluence, where persistence is born, stay distinguishable from each other.
+Channel 0 is the slew dark scaled by its noise (:func:`slewdark.scaling.scale_detector`).
+With ``in_channels == 2``, channel 1 is the previous science exposure
+(``PREVFILE``, same folder) on a fixed logarithmic fluence scale,
+``log(1 + F / 1000 e-) / log(1 + prev_full_scale / 1000 e-)`` clipped to [0, 1],
+with saturated pixels (DQ SATUR bit, or NaN) at 1: a physical scale, the same
+for every exposure.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,33 +23,45 @@ import numpy as np
 
 from slewdark.errors import ContractError
 from slewdark.io.fits import DetectorImage, ExposureInfo, read_detector
-from slewdark.patches import normalise_detector
+from slewdark.scaling import Scaling, scale_detector
+
+log = logging.getLogger(__name__)
+
+PREV_SOFTENING = 1000.0
+"""e-: the previous exposure's log stretch is linear below this fluence."""
 
 
 @dataclass(frozen=True)
 class Normalisation:
-    """Percentile stretch of the network input.
+    """How detectors become network input.
 
     Attributes
     ----------
-    low_percentile, high_percentile
-        Percentiles of the usable pixels of the slew dark mapped to 0 and 1.
-    prev_high_percentile
-        Percentile of the previous exposure mapped to 1 (second channel only).
+    scaling
+        The slew dark's noise scaling.
+    prev_full_scale
+        Previous-exposure fluence (e-) mapped to 1 (second channel only).
     """
 
-    low_percentile: float
-    high_percentile: float
-    prev_high_percentile: float
+    scaling: Scaling
+    prev_full_scale: float
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, Any]:
         """Plain dict, as stored in the checkpoint."""
-        return asdict(self)
+        return {"scaling": self.scaling.to_dict(), "prev_full_scale": self.prev_full_scale}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Normalisation:
         """From the checkpoint's ``normalisation`` entry."""
-        return cls(**values)
+        return cls(Scaling.from_dict(values["scaling"]), float(values["prev_full_scale"]))
+
+
+def previous_channel(prev: DetectorImage, full_scale: float) -> np.ndarray:
+    """The previous exposure on a fixed log fluence scale in [0, 1]; saturated pixels are 1."""
+    fluence = np.nan_to_num(prev.data, nan=full_scale, posinf=full_scale, neginf=0.0)
+    scaled = np.log1p(np.maximum(fluence, 0.0) / PREV_SOFTENING) / np.log1p(full_scale / PREV_SOFTENING)
+    scaled = np.where(prev.saturated, 1.0, scaled)
+    return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
 
 def previous_exposure_path(info: ExposureInfo) -> Path:
@@ -66,6 +80,21 @@ def previous_exposure_path(info: ExposureInfo) -> Path:
     return path
 
 
+def optional_previous_exposure(info: ExposureInfo) -> Path | None:
+    """The previous exposure named by ``PREVFILE`` when it is there, else None.
+
+    The data contract makes ``PREVFILE`` optional: without it a two-channel
+    model sees an empty second channel (it is trained with such tiles, see
+    ``unet.prev_dropout``). A file that is named but missing is logged once.
+    """
+    try:
+        return previous_exposure_path(info)
+    except ContractError as error:
+        if info.prev_file:
+            log.warning("%s; its second channel is left empty", error)
+        return None
+
+
 def detector_input(
     source: Path,
     detector: DetectorImage,
@@ -82,11 +111,11 @@ def detector_input(
     detector
         The slew-dark detector image.
     normalisation
-        Stretch settings.
+        Scaling settings.
     in_channels
         1 or 2.
     prev_path
-        Previous exposure file, required when ``in_channels == 2``.
+        Previous exposure file (second channel); None leaves that channel at 0.
 
     Returns
     -------
@@ -96,22 +125,15 @@ def detector_input(
     Raises
     ------
     ContractError
-        When the detector has no usable pixel, or the previous exposure is missing.
+        When the detector has no usable pixel.
     """
     try:
-        image01, _, _ = normalise_detector(
-            detector.data, detector.usable, normalisation.low_percentile, normalisation.high_percentile
-        )
+        image01 = scale_detector(detector.data, detector.usable, normalisation.scaling).image
     except ValueError as error:
         raise ContractError(source, f"DET{detector.detector}: {error}") from None
     if in_channels == 1:
         return image01[None]
     if prev_path is None:
-        raise ContractError(
-            source, f"DET{detector.detector}: the model needs the previous exposure (2 channels)"
-        )
+        return np.stack([image01, np.zeros_like(image01)])
     prev = read_detector(prev_path, detector.detector)
-    prev01, _, _ = normalise_detector(
-        prev.data, prev.usable, normalisation.low_percentile, normalisation.prev_high_percentile
-    )
-    return np.stack([image01, prev01])
+    return np.stack([image01, previous_channel(prev, normalisation.prev_full_scale)])

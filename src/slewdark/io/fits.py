@@ -33,6 +33,7 @@ FULL = 2048
 BORDER = (FULL - ACTIVE) // 2
 SCI_NAME = re.compile(r"^DET([1-4][1-4])\.SCI$")
 DEFAULT_PERSIST_BIT = 13
+DEFAULT_SATUR_BIT = 10
 UNUSABLE_FLAGS = {"INVALID": 0, "OBMASK": 1, "DISCONNECTED": 2, "ZEROQE": 3, "BADBASE": 4}
 """DQ flags (Euclid NISP calibrated-frame layout) whose pixels hold no usable data.
 
@@ -67,7 +68,19 @@ class ExposureInfo:
 
 @dataclass
 class DetectorImage:
-    """One detector's active area in electrons, with its quality layers."""
+    """One detector's active area in electrons, with its quality layers.
+
+    Attributes
+    ----------
+    saturated
+        Pixels that reached full well: the SATUR bit of the DQ layer (bit number
+        from ``MSK_FLAG_SATUR``, default 10), or NaN in the data where no DQ bit
+        marks the pixel unusable. The second rule is a choice: pipelines may write
+        NaN instead of a capped value at a saturated star, and a NaN that the DQ
+        layer does not explain is read as such a saturated pixel. A producer that
+        writes NaN for other reasons must set an unusable DQ bit (e.g. INVALID)
+        there. Saturated NaN pixels stay unusable: they hold no value.
+    """
 
     detector: str
     data: np.ndarray
@@ -76,15 +89,17 @@ class DetectorImage:
     persist_flag: np.ndarray | None
     header: fits.Header
     persist_bit: int
+    saturated: np.ndarray
 
 
 @dataclass(frozen=True)
 class Truth:
-    """Simulator truth of one detector (evaluation only)."""
+    """Simulator truth of one detector (evaluation only); ``snow`` is all False without ``DETxy.SNOW``."""
 
     pers: np.ndarray
     cr: np.ndarray
     hot: np.ndarray
+    snow: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -266,12 +281,17 @@ def _load_detector(path: Path, hdul: fits.HDUList, detector: str, index: int, ex
             raise ContractError(path, f"{dq_name}: shape does not match {name}")
         dq = _active(dq_data).astype(np.uint32)
         headers.insert(0, dq_hdu.header)
-    usable = np.isfinite(data)
+    finite = np.isfinite(data)
+    usable = finite.copy()
+    saturated = ~finite
     persist_bit = _flag_bit("PERSIST", DEFAULT_PERSIST_BIT, headers)
     persist_flag = None
     if dq is not None:
         bad_bits = sum(1 << _flag_bit(flag, bit, headers) for flag, bit in UNUSABLE_FLAGS.items())
-        usable &= (dq & np.uint32(bad_bits)) == 0
+        good = (dq & np.uint32(bad_bits)) == 0
+        usable &= good
+        saturated &= good
+        saturated |= (dq & np.uint32(1 << _flag_bit("SATUR", DEFAULT_SATUR_BIT, headers))) != 0
         persist_flag = (dq & np.uint32(1 << persist_bit)) != 0
     return DetectorImage(
         detector=detector,
@@ -281,6 +301,7 @@ def _load_detector(path: Path, hdul: fits.HDUList, detector: str, index: int, ex
         persist_flag=persist_flag,
         header=sci.header.copy(),
         persist_bit=persist_bit,
+        saturated=saturated,
     )
 
 
@@ -321,6 +342,8 @@ def read_detector(path: str | Path, detector: str) -> DetectorImage:
 def read_truth(path: str | Path, detector: str) -> Truth:
     """Read one detector of a simulator ``<stem>.truth.fits`` (evaluation only).
 
+    The snowball layer ``DETxy.SNOW`` is optional (all False when absent).
+
     Raises
     ------
     ContractError
@@ -334,10 +357,13 @@ def read_truth(path: str | Path, detector: str) -> Truth:
             if name not in hdul:
                 raise ContractError(path, f"no {name} extension")
             layers[layer] = _active(np.asarray(hdul[name].data))
+        snow_name = f"DET{detector}.SNOW"
+        snow = _active(np.asarray(hdul[snow_name].data)) if snow_name in hdul else None
     return Truth(
         pers=layers["PERS"].astype(np.float32),
         cr=layers["CR"].astype(bool),
         hot=layers["HOT"].astype(bool),
+        snow=np.zeros(layers["PERS"].shape, bool) if snow is None else snow.astype(bool),
     )
 
 

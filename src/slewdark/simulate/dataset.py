@@ -1,11 +1,18 @@
 """A simulated data set: slew darks, their previous exposures and truth, as FITS files.
 
-For exposure ``i`` of a data set with seed ``s`` the simulator draws the previous
-exposure's kind, tilt and TSINCE, then per detector the previous fluence map, the
-persistence it leaves, hot pixels, cosmic rays, snowballs and the readout, and writes
-``sd<s>_<i>.fits``, ``.prev.fits`` and ``.truth.fits`` (``docs/data-contract.md``).
-Each (exposure, detector) has its own seeded generator, so files are byte-identical
-for the same seed and independent of the order or subset of detectors.
+For exposure ``i`` of a data set with seed ``s`` the simulator draws a plan
+(:func:`plan_exposure`): the previous exposure's kind (balanced over the data set),
+tilt and sky richness, TSINCE,
+0..N earlier exposures (the history), and the exposure's EXPTIME, cosmic-ray rate,
+hot-pixel share and readout levels, each from its ``[lo, hi]`` range in
+``params.yaml``. A stratified share of exposures is persistence-free (previous
+exposure long ago, no history). Per detector it draws an orientation of the sky, the
+fluence maps, the persistence they leave (Fermi law times the detector's trap map),
+hot pixels, cosmic rays, snowballs and the readout, observes the previous exposure as
+a pipeline delivers it, and writes ``sd<s>_<i>.fits``, ``.prev.fits`` and
+``.truth.fits`` (``docs/data-contract.md``, ``docs/simulator.md``). Each (exposure,
+detector) has its own seeded generators, so files are byte-identical for the same
+seed and independent of the order or subset of detectors.
 """
 
 from __future__ import annotations
@@ -23,8 +30,17 @@ from tqdm import tqdm
 from slewdark import __version__
 from slewdark.config import SimulateParams
 from slewdark.io.fits import fits_writer
-from slewdark.simulate.detector import cosmic_rays, hot_pixels, readout, snowballs
-from slewdark.simulate.persistence import persistence_signal
+from slewdark.simulate.detector import (
+    BORDER,
+    ReadoutLevels,
+    cosmic_rays,
+    hot_pixels,
+    poisson_charge,
+    readout,
+    snowballs,
+)
+from slewdark.simulate.persistence import persistence_signal, trap_factor
+from slewdark.simulate.render import orient
 from slewdark.simulate.sky import exposure_time, is_spectroscopic, previous_fluence
 
 log = logging.getLogger(__name__)
@@ -32,19 +48,61 @@ log = logging.getLogger(__name__)
 SHAPE = (2040, 2040)
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 CADENCE_S = 3600.0
-STREAM = {"exposure": 0, "sky": 1, "dark": 2, "hot": 3}
+STREAM = {
+    "exposure": 0,
+    "sky": 1,
+    "dark": 2,
+    "hot": 3,
+    "traps": 4,
+    "previous": 5,
+    "history": 6,
+    "orientation": 7,
+    "free": 8,
+    "cosmic": 9,
+    "readout": 10,
+    "kinds": 11,
+}
+"""Generator streams. Draws whose count depends on the sky (Poisson) have a stream of
+their own, so cosmic rays and readout noise do not change with the sky's orientation."""
+SATUR_BIT = 10
+"""DQ bit of saturated pixels in Euclid's NISP layout (``MSK_FLAG_SATUR``)."""
+
+
+@dataclass(frozen=True)
+class ScienceExposure:
+    """A science exposure before the slew dark: what it observed and when it ended."""
+
+    kind: str
+    tilt: float
+    richness: float
+    exptime: float
+    tsince: float
+    """Seconds from its end to the start of the slew dark."""
 
 
 @dataclass(frozen=True)
 class ExposurePlan:
-    """What precedes one slew dark: previous exposure kind, tilt, and the time since it ended."""
+    """Everything drawn once per slew dark, shared by its detectors."""
 
     stem: str
     index: int
-    kind: str
-    tilt: float
-    tsince: float
     date_obs: str
+    exptime: float
+    previous: ScienceExposure
+    history: tuple[ScienceExposure, ...]
+    persistence_free: bool
+    cosmic_rate_factor: float
+    hot_fraction: float
+    readout: ReadoutLevels
+    nan_saturated: bool
+
+
+@dataclass(frozen=True)
+class PreviousImage:
+    """The previous exposure as delivered: electrons and the DQ layer with the SATUR bit."""
+
+    science: np.ndarray
+    dq: np.ndarray
 
 
 @dataclass
@@ -52,12 +110,15 @@ class DetectorLayers:
     """Everything simulated for one detector of one exposure."""
 
     science: np.ndarray
+    previous: PreviousImage
     fluence: np.ndarray
     persistence: np.ndarray
     cosmic: np.ndarray
     hot: np.ndarray
     snow: np.ndarray
     n_cosmic_hits: int
+    orientation: int
+    persistence_scale: float
 
 
 def generator(seed: int, *keys: int) -> np.random.Generator:
@@ -65,88 +126,278 @@ def generator(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, *keys]))
 
 
-def plan_exposure(cfg: SimulateParams, index: int) -> ExposurePlan:
-    """Draw the previous exposure's kind and tilt and the TSINCE of exposure ``index``."""
-    rng = generator(cfg.seed, STREAM["exposure"], index)
-    kind = str(rng.choice(cfg.sky.kinds))
+def uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    """A uniform draw in ``[lo, hi]``; equal ends give exactly that value."""
+    lo, hi = bounds
+    return float(lo + rng.random() * (hi - lo))
+
+
+def log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    """A log-uniform draw in ``[lo, hi]`` (both > 0); equal ends give exactly that value."""
+    lo, hi = bounds
+    u = rng.random()
+    return float(lo) if lo == hi else float(lo * (hi / lo) ** u)
+
+
+def is_persistence_free(cfg: SimulateParams, index: int) -> bool:
+    """Whether exposure ``index`` is persistence-free, stratified over the data set.
+
+    Exposure ``i`` is free when ``floor(p (i + 1) + phase) > floor(p i + phase)`` with
+    ``p = persistence_free_fraction`` and a phase drawn from the seed: the share is
+    ``p``, and any ``1 / p`` consecutive exposures hold at least one free dark.
+    """
+    share = cfg.persistence_free_fraction
+    phase = generator(cfg.seed, STREAM["free"]).random()
+    return bool(np.floor(share * (index + 1) + phase) > np.floor(share * index + phase))
+
+
+def previous_kind(cfg: SimulateParams, index: int) -> str:
+    """Kind of exposure ``index``'s previous exposure, balanced over the data set.
+
+    Exposures take the kinds in cycles of ``len(kinds)``, each cycle in an order
+    shuffled from the seed, so every run of that many exposures holds each kind once.
+    """
+    kinds = cfg.sky.kinds
+    order = generator(cfg.seed, STREAM["kinds"], index // len(kinds)).permutation(len(kinds))
+    return kinds[order[index % len(kinds)]]
+
+
+def draw_science_exposure(
+    cfg: SimulateParams, rng: np.random.Generator, kind: str, tsince: float
+) -> ScienceExposure:
+    """Tilt and sky richness of a ``kind`` exposure that ended ``tsince`` s before the dark."""
     tilt = float(rng.choice(cfg.sky.tilts)) if is_spectroscopic(kind) else 0.0
-    tsince = float(rng.choice(cfg.tsince))
+    richness = log_uniform(rng, cfg.sky.richness)
+    return ScienceExposure(kind, tilt, richness, exposure_time(kind, cfg.sky), tsince)
+
+
+def draw_history(
+    cfg: SimulateParams, rng: np.random.Generator, previous: ScienceExposure
+) -> tuple[ScienceExposure, ...]:
+    """0..``history.max_exposures`` exposures before ``previous``, each a ``gap`` before the next."""
+    history = []
+    start = previous.tsince + previous.exptime
+    for _ in range(int(rng.integers(0, cfg.history.max_exposures + 1))):
+        kind = str(rng.choice(cfg.sky.kinds))
+        earlier = draw_science_exposure(cfg, rng, kind, start + log_uniform(rng, cfg.history.gap))
+        history.append(earlier)
+        start = earlier.tsince + earlier.exptime
+    return tuple(history)
+
+
+def plan_exposure(cfg: SimulateParams, index: int) -> ExposurePlan:
+    """Draw everything that exposure ``index`` shares between its detectors."""
+    rng = generator(cfg.seed, STREAM["exposure"], index)
+    free = is_persistence_free(cfg, index)
+    tsince = log_uniform(rng, cfg.persistence_free_tsince if free else cfg.tsince)
+    previous = draw_science_exposure(cfg, rng, previous_kind(cfg, index), tsince)
+    history = () if free else draw_history(cfg, rng, previous)
     start = EPOCH + dt.timedelta(seconds=CADENCE_S * (index + 1000 * cfg.seed))
     return ExposurePlan(
         stem=f"sd{cfg.seed:03d}_{index:04d}",
         index=index,
-        kind=kind,
-        tilt=tilt,
-        tsince=tsince,
         date_obs=start.strftime("%Y-%m-%dT%H:%M:%S.000"),
+        exptime=uniform(rng, cfg.exptime),
+        previous=previous,
+        history=history,
+        persistence_free=free,
+        cosmic_rate_factor=log_uniform(rng, cfg.cosmic_rays.rate_factor),
+        hot_fraction=uniform(rng, cfg.hot_pixels.fraction),
+        readout=ReadoutLevels(
+            channel_offset_sigma=uniform(rng, cfg.detector.channel_offset_sigma),
+            row_noise_sigma=uniform(rng, cfg.detector.row_noise_sigma),
+            amp_glow=uniform(rng, cfg.detector.amp_glow),
+        ),
+        nan_saturated=bool(rng.random() < cfg.previous.nan_saturated_probability),
     )
+
+
+def draw_orientation(cfg: SimulateParams, plan: ExposurePlan, det: int) -> int:
+    """The sky transform (0..7) of one detector in one exposure, from its own stream."""
+    return int(generator(cfg.seed, STREAM["orientation"], plan.index, det).choice(cfg.orientation))
+
+
+def exposure_fluence(
+    cfg: SimulateParams, exposure: ScienceExposure, orientation: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Fluence (e-, unclipped) of a science exposure on a detector, in its pixel frame."""
+    sky = previous_fluence(SHAPE, exposure.kind, exposure.tilt, exposure.richness, cfg.sky, rng)
+    return orient(sky, orientation)
+
+
+def history_persistence(cfg: SimulateParams, plan: ExposurePlan, det: int, orientation: int) -> np.ndarray:
+    """Persistence (e-, median trap density) that the earlier exposures leave in the dark.
+
+    Summed in the sky frame (persistence is per pixel) and turned once.
+    """
+    total = np.zeros(SHAPE, dtype=np.float32)
+    for k, earlier in enumerate(plan.history):
+        rng = generator(cfg.seed, STREAM["history"], plan.index, det, k)
+        fluence = exposure_fluence(cfg, earlier, 0, rng)
+        total += persistence_signal(
+            fluence, cfg.detector.full_well, earlier.tsince, plan.exptime, cfg.persistence
+        )
+    return orient(total, orientation)
+
+
+def observe_previous(
+    cfg: SimulateParams, plan: ExposurePlan, fluence: np.ndarray, rng: np.random.Generator
+) -> PreviousImage:
+    """The previous exposure as a pipeline delivers it, from its true fluence.
+
+    Poisson noise on the fluence, cosmic rays at the previous exposure's EXPTIME and
+    the dark's rate, read noise; pixels whose charge reached full well are capped
+    there (or NaN when the plan says so) and flagged with the SATUR bit of the DQ
+    layer. Reference pixels of a 2048 frame hold read noise only.
+    """
+    exposure = plan.previous
+    cosmic, _ = cosmic_rays(
+        SHAPE, exposure.exptime, plan.cosmic_rate_factor, cfg.cosmic_rays, cfg.detector, rng
+    )
+    lit = fluence > 0
+    collected = cosmic
+    collected[lit] += rng.poisson(fluence[lit])
+    saturated = collected >= cfg.detector.full_well
+    full = (SHAPE[0] + 2 * BORDER, SHAPE[1] + 2 * BORDER)
+    science = rng.standard_normal(full, dtype=np.float32) * np.float32(cfg.detector.read_noise)
+    inner = (slice(BORDER, BORDER + SHAPE[0]), slice(BORDER, BORDER + SHAPE[1]))
+    science[inner] += collected
+    science[inner][saturated] = np.nan if plan.nan_saturated else cfg.detector.full_well
+    dq = np.zeros(full, dtype=np.uint32)
+    dq[inner][saturated] = 1 << SATUR_BIT
+    if cfg.frame == SHAPE[0]:
+        science, dq = science[inner], dq[inner]
+    return PreviousImage(science=np.ascontiguousarray(science), dq=np.ascontiguousarray(dq))
+
+
+def with_nan(science: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Set a random ``fraction`` of the active pixels of a frame to NaN (in place)."""
+    if fraction > 0:
+        border = (science.shape[0] - SHAPE[0]) // 2
+        active = science[border : border + SHAPE[0], border : border + SHAPE[1]]
+        active[rng.random(SHAPE) < fraction] = np.nan
+    return science
 
 
 def simulate_detector(cfg: SimulateParams, plan: ExposurePlan, detector: str) -> DetectorLayers:
     """Simulate one detector of a slew dark and the previous exposure that it follows."""
     det = int(detector)
-    sky_rng = generator(cfg.seed, STREAM["sky"], plan.index, det)
+    well, exptime = cfg.detector.full_well, plan.exptime
+    orientation = draw_orientation(cfg, plan, det)
+    fluence = exposure_fluence(
+        cfg, plan.previous, orientation, generator(cfg.seed, STREAM["sky"], plan.index, det)
+    )
+    pers = persistence_signal(fluence, well, plan.previous.tsince, exptime, cfg.persistence)
+    pers += history_persistence(cfg, plan, det, orientation)
+    traps, scale = trap_factor(SHAPE, cfg.persistence, generator(cfg.seed, STREAM["traps"], det))
+    pers = (pers * traps).astype(np.float32)
+    hot = hot_pixels(SHAPE, plan.hot_fraction, cfg.hot_pixels, generator(cfg.seed, STREAM["hot"], det))
     dark_rng = generator(cfg.seed, STREAM["dark"], plan.index, det)
-    fluence = previous_fluence(SHAPE, plan.kind, plan.tilt, cfg.sky, sky_rng)
-    pers = persistence_signal(fluence, cfg.detector.full_well, plan.tsince, cfg.exptime, cfg.persistence)
-    hot = hot_pixels(SHAPE, cfg.hot_pixels, generator(cfg.seed, STREAM["hot"], det))
-    mean_charge = cfg.detector.dark_current * cfg.exptime + hot.rate * cfg.exptime + pers
-    collected = dark_rng.poisson(mean_charge).astype(np.float64)
-    cosmic, n_hits = cosmic_rays(SHAPE, cfg.exptime, cfg.cosmic_rays, cfg.detector, dark_rng)
-    snow = snowballs(SHAPE, cfg.exptime, cfg.cosmic_rays, dark_rng)
-    science = readout(collected + cosmic + snow, cfg.detector, dark_rng)
-    return DetectorLayers(science, fluence, pers, cosmic, hot.mask, snow, n_hits)
+    collected = poisson_charge(cfg.detector.dark_current * exptime, hot.rate * exptime + pers, dark_rng)
+    cosmic_rng = generator(cfg.seed, STREAM["cosmic"], plan.index, det)
+    cosmic, n_hits = cosmic_rays(
+        SHAPE, exptime, plan.cosmic_rate_factor, cfg.cosmic_rays, cfg.detector, cosmic_rng
+    )
+    snow = snowballs(SHAPE, exptime, cfg.cosmic_rays, cosmic_rng)
+    readout_rng = generator(cfg.seed, STREAM["readout"], plan.index, det)
+    science = readout(collected + cosmic + snow, cfg.detector, plan.readout, cfg.frame, readout_rng)
+    science = with_nan(science, cfg.nan_fraction, readout_rng)
+    previous = observe_previous(cfg, plan, fluence, generator(cfg.seed, STREAM["previous"], plan.index, det))
+    return DetectorLayers(
+        science=science,
+        previous=previous,
+        fluence=fluence,
+        persistence=pers,
+        cosmic=cosmic,
+        hot=hot.mask,
+        snow=snow,
+        n_cosmic_hits=n_hits,
+        orientation=orientation,
+        persistence_scale=scale,
+    )
 
 
-def _science_hdu(science: np.ndarray, detector: str, cfg: SimulateParams) -> fits.ImageHDU:
+def _science_hdu(
+    science: np.ndarray, detector: str, cfg: SimulateParams, plan: ExposurePlan
+) -> fits.ImageHDU:
     """The ``DETxy.SCI`` extension in the configured unit."""
     header = fits.Header()
     header["DET_ID"] = detector
     header["BUNIT"] = cfg.bunit
     if cfg.bunit == "electron/s":
-        science = science / np.float32(cfg.exptime)
+        science = science / np.float32(plan.exptime)
     elif cfg.bunit == "adu":
         science = science / np.float32(cfg.detector.gain)
         header["GAIN"] = (cfg.detector.gain, "e-/ADU")
     return fits.ImageHDU(science.astype(np.float32), header=header, name=f"DET{detector}.SCI")
 
 
-def _primary_headers(cfg: SimulateParams, plan: ExposurePlan) -> tuple[fits.Header, fits.Header]:
-    """Primary headers of the slew dark and of its previous exposure."""
-    prev_exptime = exposure_time(plan.kind, cfg.sky)
+def _primary_headers(cfg: SimulateParams, plan: ExposurePlan) -> tuple[fits.Header, fits.Header, fits.Header]:
+    """Primary headers of the slew dark, of its previous exposure and of the truth file.
+
+    Every value drawn for the exposure is recorded (``SIM*``); the history, which no
+    file but the truth holds, is described in the truth header only.
+    """
+    previous = plan.previous
     dark = fits.Header()
     dark["TELESCOP"] = "EUCLID"
     dark["INSTRUME"] = "NISP"
     dark["OBS_ID"] = plan.stem
     dark["DATE-OBS"] = plan.date_obs
-    dark["EXPTIME"] = (cfg.exptime, "s")
+    dark["EXPTIME"] = (plan.exptime, "s")
     dark["PREVFILE"] = f"{plan.stem}.prev.fits"
-    dark["PREVGWA"] = plan.kind
-    dark["PREVTILT"] = (plan.tilt, "deg")
-    dark["TSINCE"] = (plan.tsince, "s, end of PREVFILE to start of this exposure")
+    dark["PREVGWA"] = previous.kind
+    dark["PREVTILT"] = (previous.tilt, "deg")
+    dark["TSINCE"] = (previous.tsince, "s, end of PREVFILE to start of this exposure")
     dark["SIMSEED"] = (cfg.seed, "slewdark simulator seed")
     dark["SDVER"] = (__version__, "slewdark version")
+    dark["SIMPFREE"] = (plan.persistence_free, "persistence-free dark (long TSINCE, no history)")
+    dark["SIMCRF"] = (plan.cosmic_rate_factor, "cosmic-ray rate factor")
+    dark["SIMHOTF"] = (plan.hot_fraction, "hot-pixel fraction")
+    dark["SIMGLOW"] = (plan.readout.amp_glow, "e-, amplifier glow at the corners")
+    dark["SIMCHOFF"] = (plan.readout.channel_offset_sigma, "e-, sigma of channel offsets")
+    dark["SIMROWN"] = (plan.readout.row_noise_sigma, "e-, sigma of row noise")
+    dark["SIMNANF"] = (cfg.nan_fraction, "share of pixels set to NaN")
+    dark["SIMFRAME"] = (cfg.frame, "written frame side, px")
     prev = fits.Header()
     prev["TELESCOP"] = "EUCLID"
     prev["INSTRUME"] = "NISP"
     prev["OBS_ID"] = f"{plan.stem}.prev"
-    prev["GWA"] = (plan.kind if is_spectroscopic(plan.kind) else "OPEN", "grism wheel")
-    prev["FILTER"] = (plan.kind if not is_spectroscopic(plan.kind) else "OPEN", "filter wheel")
-    prev["TILT"] = (plan.tilt, "deg")
-    prev["EXPTIME"] = (prev_exptime, "s")
-    return dark, prev
+    prev["GWA"] = (previous.kind if is_spectroscopic(previous.kind) else "OPEN", "grism wheel")
+    prev["FILTER"] = (previous.kind if not is_spectroscopic(previous.kind) else "OPEN", "filter wheel")
+    prev["TILT"] = (previous.tilt, "deg")
+    prev["EXPTIME"] = (previous.exptime, "s")
+    prev["HIERARCH MSK_FLAG_SATUR"] = (SATUR_BIT, "DQ bit of saturated pixels")
+    prev["SIMRICH"] = (previous.richness, "sky richness factor on n_sources")
+    prev["SIMNANS"] = (plan.nan_saturated, "saturated pixels are NaN, not capped")
+    truth = fits.Header({"OBS_ID": plan.stem})
+    truth["NHIST"] = (len(plan.history), "earlier exposures adding persistence")
+    for k, earlier in enumerate(plan.history, start=1):
+        truth[f"HIST{k}GWA"] = (earlier.kind, f"history exposure {k}: grism/filter")
+        truth[f"HIST{k}TLT"] = (earlier.tilt, "deg")
+        truth[f"HIST{k}RCH"] = (earlier.richness, "sky richness factor")
+        truth[f"HIST{k}TSI"] = (earlier.tsince, "s, its end to the start of the dark")
+    return dark, prev, truth
 
 
 def _detector_hdus(
-    cfg: SimulateParams, layers: DetectorLayers, detector: str
+    cfg: SimulateParams, plan: ExposurePlan, layers: DetectorLayers, detector: str
 ) -> tuple[list[fits.ImageHDU], list[fits.ImageHDU], list[fits.ImageHDU]]:
     """One detector's extensions of the slew dark, the previous exposure and the truth file."""
-    recorded = np.minimum(layers.fluence, cfg.detector.full_well).astype(np.float32)
-    previous = fits.ImageHDU(recorded, name=f"DET{detector}.SCI")
+    science = _science_hdu(layers.science, detector, cfg, plan)
+    science.header["SIMORIEN"] = (layers.orientation, "sky transform 0..7 (rot90 k; 4..7 transposed)")
+    science.header["SIMPSCAL"] = (layers.persistence_scale, "detector persistence amplitude scale")
+    previous = fits.ImageHDU(layers.previous.science, name=f"DET{detector}.SCI")
+    previous.header["DET_ID"] = detector
     previous.header["BUNIT"] = "electron"
+    previous.header["SIMORIEN"] = (layers.orientation, "sky transform 0..7 (rot90 k; 4..7 transposed)")
+    dq = fits.ImageHDU(layers.previous.dq, name=f"DET{detector}.DQ")
+    dq.header["HIERARCH MSK_FLAG_SATUR"] = (SATUR_BIT, "DQ bit of saturated pixels")
     threshold = cfg.cosmic_rays.truth_threshold
     pers = fits.ImageHDU(layers.persistence, name=f"DET{detector}.PERS")
     pers.header["BUNIT"] = "electron"
+    pers.header["SIMORIEN"] = (layers.orientation, "sky transform 0..7")
+    pers.header["SIMPSCAL"] = (layers.persistence_scale, "detector persistence amplitude scale")
     cosmic = fits.ImageHDU((layers.cosmic > threshold).astype(np.uint8), name=f"DET{detector}.CR")
     cosmic.header["NHITS"] = (layers.n_cosmic_hits, "cosmic-ray hits simulated")
     truth = [
@@ -155,7 +406,7 @@ def _detector_hdus(
         fits.ImageHDU(layers.hot.astype(np.uint8), name=f"DET{detector}.HOT"),
         fits.ImageHDU((layers.snow > threshold).astype(np.uint8), name=f"DET{detector}.SNOW"),
     ]
-    return [_science_hdu(layers.science, detector, cfg)], [previous], truth
+    return [science], [previous, dq], truth
 
 
 def simulate_exposure(cfg: SimulateParams, index: int, out: Path) -> Path:
@@ -172,28 +423,23 @@ def simulate_exposure(cfg: SimulateParams, index: int, out: Path) -> Path:
         The slew-dark file.
     """
     plan = plan_exposure(cfg, index)
-    dark_header, prev_header = _primary_headers(cfg, plan)
     path = out / f"{plan.stem}.fits"
-    prev_path, truth_path = companions(path)
-    targets = (
-        (path, dark_header),
-        (prev_path, prev_header),
-        (truth_path, fits.Header({"OBS_ID": plan.stem})),
-    )
+    targets = tuple(zip((path, *companions(path)), _primary_headers(cfg, plan), strict=True))
     with contextlib.ExitStack() as stack:
         appends = [stack.enter_context(fits_writer(target, header)) for target, header in targets]
         for detector in cfg.detectors:
             layers = simulate_detector(cfg, plan, detector)
-            for append, hdus in zip(appends, _detector_hdus(cfg, layers, detector), strict=True):
+            for append, hdus in zip(appends, _detector_hdus(cfg, plan, layers, detector), strict=True):
                 for hdu in hdus:
                     append(hdu)
             del layers
     log.info(
-        "%s: previous %s tilt %+.0f, TSINCE %.0f s, %d detectors",
+        "%s: previous %s tilt %+.0f, TSINCE %.0f s, %d earlier exposures, %d detectors",
         plan.stem,
-        plan.kind,
-        plan.tilt,
-        plan.tsince,
+        plan.previous.kind,
+        plan.previous.tilt,
+        plan.previous.tsince,
+        len(plan.history),
         len(cfg.detectors),
     )
     return path

@@ -1,8 +1,15 @@
 """Persistence physics: how much charge a pixel releases after bright illumination.
 
-The signal is separable: a fluence response that rises steeply as the pixel
-approaches full well and grows slowly beyond it, times a power-law decay in the
-time since the end of the illuminating exposure, integrated over the slew dark.
+The law is the Fermi model fitted to H2RG/H4RG lab data (Sanchez et al. 2023, as
+implemented in STScI's romanisim and GalSim's ``roman`` module)::
+
+    rate(x, t) = A (x / x0) ** alpha (t / t_ref) ** -gamma / (1 + exp(-(x - x0) / dx))
+
+for a pixel that saw fluence ``x`` (e-) at a time ``t`` (s) after the end of its
+exposure, linear in ``x`` below half well. It is separable in ``x`` and ``t``, so the
+charge collected over a dark is the fluence response times the analytic integral
+of the power-law decay. Per-pixel trap density and per-detector scale multiply it
+(:func:`trap_factor`).
 """
 
 from __future__ import annotations
@@ -12,27 +19,29 @@ import numpy as np
 from slewdark.config import PersistenceSim
 
 
-def fluence_response(fluence: np.ndarray, full_well: float, cfg: PersistenceSim) -> np.ndarray:
-    """Relative persistence amplitude of a pixel for its previous fluence (0 at 0, 1 at full well).
+def fermi_response(fluence: np.ndarray, full_well: float, cfg: PersistenceSim) -> np.ndarray:
+    """Persistence rate (e-/s, float32) at ``t = reference_time`` of pixels that saw ``fluence`` e-.
 
-    A logistic in fluence / full well, centred at ``cfg.onset`` with ``cfg.steepness``,
-    shifted and scaled so it is 0 for no illumination and 1 at full well; beyond full
-    well it grows as ``1 + beyond_well_slope * ln(fluence / full_well)``.
+    Above half well: ``A (x/x0)**alpha / (1 + exp(-(x - x0)/dx))``; below it the rate
+    at half well scaled linearly with ``x``, so no illumination gives none. Only the
+    (few) pixels above half well pay for the transcendental functions.
     """
-    x = np.asarray(fluence, dtype=np.float64) / full_well
+    x = np.maximum(np.asarray(fluence, dtype=np.float32), np.float32(0.0))
+    half = 0.5 * full_well
 
-    def logistic(v: np.ndarray | float) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-cfg.steepness * (np.asarray(v) - cfg.onset)))
+    def fermi(v: np.ndarray | float) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float64)
+        return cfg.amplitude * (v / cfg.x0) ** cfg.alpha / (1.0 + np.exp(-(v - cfg.x0) / cfg.dx))
 
-    low, high = logistic(0.0), logistic(1.0)
-    below = (logistic(np.clip(x, 0.0, 1.0)) - low) / (high - low)
-    beyond = 1.0 + cfg.beyond_well_slope * np.log(np.maximum(x, 1.0))
-    return np.where(x > 1.0, beyond, below)
+    rate = x * np.float32(fermi(half) / half)
+    above = x > half
+    rate[above] = fermi(x[above])
+    return rate
 
 
 def decay_integral(tsince: float, exptime: float, cfg: PersistenceSim) -> float:
-    """Integral of ``(t / reference_time) ** -decay_index`` over [tsince, tsince + exptime], in s."""
-    t0, t1, index, ref = tsince, tsince + exptime, cfg.decay_index, cfg.reference_time
+    """Integral of ``(t / reference_time) ** -gamma`` over [tsince, tsince + exptime], in s."""
+    t0, t1, index, ref = tsince, tsince + exptime, cfg.gamma, cfg.reference_time
     if np.isclose(index, 1.0):
         return float(ref * np.log(t1 / t0))
     return float(ref**index * (t1 ** (1 - index) - t0 ** (1 - index)) / (1 - index))
@@ -46,18 +55,38 @@ def persistence_signal(
     Parameters
     ----------
     fluence
-        Charge each pixel collected in the previous exposure (e-), unclipped.
+        Charge each pixel collected in the illuminating exposure (e-), unclipped.
     full_well
-        Full-well capacity (e-).
+        Full-well capacity (e-); the law is linear below half of it.
     tsince, exptime
-        Seconds from the end of the previous exposure to the dark's start, and its length.
+        Seconds from the end of the illuminating exposure to the dark's start, and its length.
     cfg
-        Amplitude (e-/s at ``reference_time`` for a full-well pixel) and shape.
+        The law's parameters.
 
     Returns
     -------
     numpy.ndarray
-        float32 electrons per pixel.
+        float32 electrons per pixel, for a median pixel of a median detector.
     """
-    rate = cfg.amplitude * fluence_response(fluence, full_well, cfg)
-    return (rate * decay_integral(tsince, exptime, cfg)).astype(np.float32)
+    return fermi_response(fluence, full_well, cfg) * np.float32(decay_integral(tsince, exptime, cfg))
+
+
+def trap_factor(
+    shape: tuple[int, int], cfg: PersistenceSim, rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
+    """Per-pixel trap density times the detector's amplitude scale, both lognormal with median 1.
+
+    Drawn from the detector's own generator, so a detector keeps its trap map and
+    scale in every exposure of a seed family.
+
+    Returns
+    -------
+    factor, scale
+        float32 per-pixel factor (scale included) and the detector scale alone.
+    """
+    scale = float(np.exp(cfg.detector_scale_sigma * rng.standard_normal()))
+    factor = rng.standard_normal(shape, dtype=np.float32)
+    factor *= np.float32(cfg.trap_sigma)
+    np.exp(factor, out=factor)
+    factor *= np.float32(scale)
+    return factor, scale

@@ -1,0 +1,59 @@
+"""The UNet's input: the slew dark in noise units and the previous exposure on a fixed fluence scale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from slewdark.io.fits import read_detector, read_info
+from slewdark.scaling import Scaling
+from slewdark.unet_input import Normalisation, detector_input, optional_previous_exposure
+
+SIDE = 2040
+NORMALISATION = Normalisation(Scaling("channel_row_block", 34, 3.0, -4.0, 100.0), 1e5)
+
+
+def write(path: Path, image: np.ndarray, header: dict[str, object], dq: np.ndarray | None = None) -> Path:
+    primary = fits.PrimaryHDU()
+    for key, value in header.items():
+        primary.header[key] = value
+    hdus: list[fits.ImageHDU] = [fits.ImageHDU(image.astype(np.float32), name="DET11.SCI")]
+    if dq is not None:
+        dq_hdu = fits.ImageHDU(dq, name="DET11.DQ")
+        dq_hdu.header["MSK_FLAG_SATUR"] = 10
+        hdus.append(dq_hdu)
+    fits.HDUList([primary, *hdus]).writeto(path)
+    return path
+
+
+@pytest.fixture
+def exposure(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    fluence = np.zeros((SIDE, SIDE))
+    fluence[100:110, :] = 1e4
+    fluence[200:210, :] = 1e5
+    dq = np.zeros((SIDE, SIDE), np.uint32)
+    dq[200:210, :] = 1 << 10
+    fluence[300:310, :] = np.nan  # saturated, delivered as NaN
+    write(tmp_path / "a.prev.fits", fluence, {"OBS_ID": "prev"}, dq)
+    return write(tmp_path / "a.fits", 9.0 * rng.standard_normal((SIDE, SIDE)), {"PREVFILE": "a.prev.fits"})
+
+
+def test_previous_exposure_is_on_a_fixed_log_scale_with_saturation_at_one(exposure: Path) -> None:
+    info = read_info(exposure)
+    prev = optional_previous_exposure(info)
+    x = detector_input(exposure, read_detector(exposure, "11"), NORMALISATION, 2, prev)
+    assert x.shape == (2, SIDE, SIDE) and x.dtype == np.float32
+    assert x[1, 105, 5] == pytest.approx(np.log1p(10.0) / np.log1p(100.0), rel=1e-5)
+    assert x[1, 205, 5] == 1.0 and x[1, 305, 5] == 1.0 and x[1, 500, 5] == 0.0
+
+
+def test_without_prevfile_the_second_channel_is_empty(tmp_path: Path, exposure: Path) -> None:
+    lone = write(tmp_path / "b.fits", fits.getdata(exposure, "DET11.SCI"), {"PREVFILE": "missing.fits"})
+    assert optional_previous_exposure(read_info(lone)) is None
+    x = detector_input(lone, read_detector(lone, "11"), NORMALISATION, 2, None)
+    with_prev = detector_input(exposure, read_detector(exposure, "11"), NORMALISATION, 2, None)
+    assert not x[1].any() and np.array_equal(x[0], with_prev[0])
