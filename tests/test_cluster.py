@@ -131,7 +131,9 @@ def test_channelwise_stage_writes_products_metrics_plots_and_mlflow_run(products
     assert written["n_clusters"] == len(clusters) == metrics["n_clusters"]
     assert set(written["groups"]) == {"0", "1"}
     assert written["groups"]["0"]["n_fit"] == n // 4  # the train exposure's half of channel 0
-    assert written["truth"]["ari"] > 0.5  # three well-separated latent blobs, one per class
+    # three well-separated latent blobs, one per class: every cluster is pure; with 18 vectors per
+    # group the BIC may split a blob in two, which keeps the purity and roughly halves the ARI
+    assert written["truth"]["purity"] == 1.0 and written["truth"]["ari"] > 0.3
     assert written["diversity"]["background_removed"]["mean"] < written["diversity"]["raw"]["mean"]
 
     plots = {p.name for p in (root / "plots").iterdir()}

@@ -81,6 +81,8 @@ def params_file(tmp_path: Path, baselines: list[str], **unet: str) -> Path:
         table=str(tmp_path / "metrics" / "eval_table.md"),
         plots=str(tmp_path / "plots" / "eval"),
         baselines=baselines,
+        truth_threshold=3.0,  # the fixture's spot (4 e-) and streak (20 e-) are both positives
+        amplitude_bins=[3.0, 5.0, 10.0, 20.0, 50.0, 1.0e9],
     )
     raw["unet"].update(unet)
     path = tmp_path / "params.yaml"

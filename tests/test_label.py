@@ -131,6 +131,8 @@ def make_world(tmp_path: Path) -> Params:
             "pseudomask.quality.metrics_label": str(tmp_path / "metrics" / "label.json"),
             "pseudomask.quality.metrics": str(tmp_path / "metrics" / "pseudomask.json"),
             "pseudomask.quality.plots": str(tmp_path / "plots" / "pseudomask"),
+            "evaluate.truth_threshold": 3.0,
+            "evaluate.amplitude_bins": [3.0, 5.0, 10.0, 20.0, 50.0, 1.0e9],
         },
     )
 
