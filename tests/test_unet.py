@@ -60,7 +60,7 @@ def tiny_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
     write_training_set(tmp_path, 3)
     overrides = {
         "unet.encoder_depth": 3,
-        "unet.encoder_width": 4,
+        "unet.encoder_width": 8,
         "unet.decoder_channels": [8, 8, 4],
         "data.train": "raw",
         "unet.masks": "masks",
