@@ -24,7 +24,7 @@ from slewdark.predict import (
     predict_files,
 )
 from slewdark.scaling import Scaling
-from slewdark.unet_input import Normalisation
+from slewdark.unet_input import BrightVeto, Normalisation
 
 REPO = Path(__file__).resolve().parents[1]
 SIDE = 2040
@@ -77,6 +77,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         mlflow_run_id="run-123",
         registered_version="7",
         params_sha="abc",
+        veto=BrightVeto(sigma=30.0, grow=1),
     )
     with torch.inference_mode():
         x = torch.from_numpy(SCALING.squash(np.random.default_rng(0).standard_normal((1, 1, 64, 64))))
@@ -91,7 +92,7 @@ def test_checkpoint_round_trip(tiny_model: Path) -> None:
     unet = load_unet(tiny_model, torch.device("cpu"))
     assert unet.arch == ARCH and unet.tile == 1024 and unet.overlap == 32 and unet.threshold == 0.5
     assert unet.mlflow_run_id == "run-123" and unet.registered_version == "7" and unet.params_sha == "abc"
-    assert unet.source == str(tiny_model)
+    assert unet.source == str(tiny_model) and unet.veto == BrightVeto(sigma=30.0, grow=1)
     assert sorted(torch.load(tiny_model, weights_only=True)) == sorted(
         [
             "state_dict",
@@ -100,11 +101,26 @@ def test_checkpoint_round_trip(tiny_model: Path) -> None:
             "tile",
             "overlap",
             "threshold",
+            "veto",
             "mlflow_run_id",
             "registered_version",
             "params_sha",
         ]
     )
+
+
+def test_mask_never_flags_vetoed_or_unusable_pixels(tiny_model: Path) -> None:
+    unet = load_unet(tiny_model, torch.device("cpu"))
+    image = np.full((2, 64, 64), SCALING.squash(0.0))
+    image[0, 10, 10] = SCALING.squash(500.0)  # a cosmic ray
+    usable = np.ones((64, 64), bool)
+    usable[40, 40] = False
+
+    mask = unet.mask(np.ones((64, 64), np.float32), image, usable)
+
+    assert not mask[9:12, 9:12].any() and not mask[40, 40]
+    assert mask.sum() == 64 * 64 - 9 - 1
+    assert not unet.mask(np.full((64, 64), 0.49, np.float32), image, usable).any()
 
 
 def test_predict_cli_writes_a_contract_valid_product(tiny_model: Path, tmp_path: Path) -> None:
@@ -134,6 +150,7 @@ def test_predict_cli_writes_a_contract_valid_product(tiny_model: Path, tmp_path:
         assert header["INPUTSHA"] == file_sha256(exposure)
         assert header["MODEL"] == str(tiny_model) and header["MLRUN"] == "run-123"
         assert header["PARAMSHA"] == "abc"
+        assert header["VETOSIG"] == 30.0 and header["VETOGROW"] == 1
         names = [hdu.name for hdu in hdul[1:]]
         assert names == ["DET22.MASK", "DET22.PROB", "DET22.DQ", "DET11.MASK", "DET11.PROB", "DET11.DQ"]
         for det in ("22", "11"):

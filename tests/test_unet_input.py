@@ -9,8 +9,8 @@ import pytest
 from astropy.io import fits
 
 from slewdark.io.fits import read_detector, read_info
-from slewdark.scaling import Scaling
-from slewdark.unet_input import Normalisation, detector_input, optional_previous_exposure
+from slewdark.scaling import Scaling, scale_detector
+from slewdark.unet_input import BrightVeto, Normalisation, detector_input, optional_previous_exposure
 
 SIDE = 2040
 NORMALISATION = Normalisation(Scaling("channel_row_block", 34, 3.0, -4.0, 100.0), 1e5)
@@ -57,3 +57,21 @@ def test_without_prevfile_the_second_channel_is_empty(tmp_path: Path, exposure: 
     x = detector_input(lone, read_detector(lone, "11"), NORMALISATION, 2, None)
     with_prev = detector_input(exposure, read_detector(exposure, "11"), NORMALISATION, 2, None)
     assert not x[1].any() and np.array_equal(x[0], with_prev[0])
+
+
+def test_bright_veto_removes_cosmic_ray_like_pixels_and_keeps_faint_traces() -> None:
+    rng = np.random.default_rng(1)
+    electrons = 9.0 * rng.standard_normal((SIDE, SIDE))
+    electrons[500, 500] = 2000.0  # a cosmic-ray pixel, 220 sigma
+    electrons[1000:1003, 200:800] += 27.0  # a 3-sigma persistence trace
+    usable = np.ones((SIDE, SIDE), bool)
+    scaling = NORMALISATION.scaling
+    image01 = scale_detector(electrons, usable, scaling).image
+
+    vetoed = BrightVeto(sigma=30.0, grow=1).vetoed(image01, scaling)
+
+    assert vetoed[499:502, 499:502].all()  # the hit and its IPC/diffusion neighbours
+    assert vetoed.sum() == 9
+    assert not vetoed[1000:1003, 200:800].any()
+    assert BrightVeto.from_dict(None) is None
+    assert BrightVeto.from_dict(BrightVeto(30.0, 1).to_dict()) == BrightVeto(30.0, 1)

@@ -436,6 +436,13 @@ class UnetInferenceParams(Section):
     overlap: int = Field(ge=0, description="minimum overlap of neighbouring tiles and blending ramp, px")
 
 
+class UnetVetoParams(Section):
+    """Pixels too bright to be persistence (cosmic rays, snowballs, hot pixels), never flagged."""
+
+    sigma: float | None = Field(gt=0, description="noise units above which a pixel is vetoed; null = no veto")
+    grow: int = Field(ge=0, le=10, description="px: vetoed pixels grown by this (IPC, charge diffusion)")
+
+
 class UnetOptunaParams(Section):
     """Optional Optuna search of the UNet learning rate and loss (validation F1 against the labels)."""
 
@@ -471,6 +478,7 @@ class UnetParams(Section):
     min_lr: float = Field(ge=0)
     amp: bool = Field(description="float16 autocast when training on CUDA (ignored on CPU)")
     threshold: float = Field(gt=0, lt=1, description="probability at and above which a pixel is persistence")
+    veto: UnetVetoParams
     inference: UnetInferenceParams
     optuna: UnetOptunaParams
     checkpoint_dir: str = Field(description="resumable per-training checkpoints (not a DVC output)")

@@ -184,7 +184,7 @@ def unet_method(model_path: Path, params: Params, missing_hint: str) -> MethodFn
             model.inference_network(), image, model.tile, model.overlap, batch_size, dtype
         )
         prob[~detector.usable] = 0.0
-        return prob >= model.threshold, prob
+        return model.mask(prob, image, detector.usable), prob
 
     return run
 

@@ -38,7 +38,7 @@ from slewdark.io.fits import MaskLayers, file_sha256, iter_detectors, read_info,
 from slewdark.models.unet import build_unet, fuse_for_inference
 from slewdark.tiling import TileBlender, iter_tile_batches, tile_origins
 from slewdark.tracking import git_revision
-from slewdark.unet_input import Normalisation, detector_input, optional_previous_exposure
+from slewdark.unet_input import BrightVeto, Normalisation, detector_input, optional_previous_exposure
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ class UnetModel:
         The model path or registry URI (``MODEL`` keyword).
     mlflow_run_id, registered_version, params_sha
         Lineage (``MLRUN``, ``MODELVER``, ``PARAMSHA``).
+    veto
+        Pixels too bright to be persistence, never flagged (None: no veto).
     """
 
     network: nn.Module
@@ -79,6 +81,7 @@ class UnetModel:
     mlflow_run_id: str = ""
     registered_version: str | None = None
     params_sha: str = ""
+    veto: BrightVeto | None = None
     _inference: nn.Module | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -90,6 +93,23 @@ class UnetModel:
     def device(self) -> torch.device:
         """Where the network lives."""
         return next(self.network.parameters()).device
+
+    def mask(self, prob: np.ndarray, image: np.ndarray, usable: np.ndarray) -> np.ndarray:
+        """The boolean persistence mask of one detector.
+
+        Parameters
+        ----------
+        prob
+            The network's probability map.
+        image
+            The network input (:func:`~slewdark.unet_input.detector_input`); channel 0 feeds the veto.
+        usable
+            Pixels with data: the others are never flagged.
+        """
+        mask = (prob >= self.threshold) & usable
+        if self.veto is not None:
+            mask &= ~self.veto.vetoed(image[0], self.normalisation.scaling)
+        return mask
 
     def inference_network(self) -> nn.Module:
         """The network prepared for inference (batch norms folded, channels-last), built on first use.
@@ -146,6 +166,7 @@ def checkpoint_payload(unet: UnetModel) -> dict[str, Any]:
         "tile": unet.tile,
         "overlap": unet.overlap,
         "threshold": unet.threshold,
+        "veto": None if unet.veto is None else unet.veto.to_dict(),
         "mlflow_run_id": unet.mlflow_run_id,
         "registered_version": unet.registered_version,
         "params_sha": unet.params_sha,
@@ -201,6 +222,7 @@ def load_unet(model: str | Path, device: torch.device, tracking_uri: str | None 
         tile=int(saved["tile"]),
         overlap=int(saved["overlap"]),
         threshold=float(saved["threshold"]),
+        veto=BrightVeto.from_dict(saved.get("veto")),
         source=source,
         mlflow_run_id=str(saved.get("mlflow_run_id") or ""),
         registered_version=saved.get("registered_version"),
@@ -295,6 +317,9 @@ def provenance_header(unet: UnetModel, input_sha: str, git_rev: str, obs_id: str
     header["DATE"] = (dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"), "UTC time of writing")
     header["OBS_ID"] = (obs_id, "exposure identifier of the input")
     header["THRESH"] = (unet.threshold, "probability threshold of MASK")
+    if unet.veto is not None:
+        header["VETOSIG"] = (unet.veto.sigma, "noise sigmas above which a pixel is never MASK")
+        header["VETOGROW"] = (unet.veto.grow, "px: vetoed pixels grown by this")
     return header
 
 
@@ -311,7 +336,7 @@ def _exposure_layers(
             unet.inference_network(), image, unet.tile, unet.overlap, options.batch_size, dtype
         )
         prob[~detector.usable] = 0.0
-        mask = (prob >= unet.threshold).astype(np.uint8)
+        mask = unet.mask(prob, image, detector.usable).astype(np.uint8)
         progress.update(1)
         yield MaskLayers(
             detector=detector.detector,

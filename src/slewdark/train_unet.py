@@ -57,7 +57,7 @@ from slewdark.unet_data import (
     pseudo_mask_labels,
     truth_labels,
 )
-from slewdark.unet_input import Normalisation
+from slewdark.unet_input import BrightVeto, Normalisation
 
 log = logging.getLogger(__name__)
 
@@ -371,6 +371,7 @@ def run_train_unet(params: Params, labels: Labels = "pseudo") -> Path:
             tile=unet.inference.tile,
             overlap=unet.inference.overlap,
             threshold=unet.threshold,
+            veto=None if unet.veto.sigma is None else BrightVeto(unet.veto.sigma, unet.veto.grow),
             source=str(outputs.model),
             mlflow_run_id=run.run_id,
             registered_version=version,
