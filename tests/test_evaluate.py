@@ -15,7 +15,8 @@ from astropy.io import fits
 
 from slewdark.cli import main
 from slewdark.errors import SlewdarkError
-from slewdark.evaluate import read_mask_product
+from slewdark.evaluate import previous_kind, read_mask_product
+from slewdark.io.fits import read_info
 from slewdark.models.unet import build_unet
 from slewdark.predict import PredictOptions, UnetModel, checkpoint_payload, load_unet, predict_files
 from slewdark.scaling import Scaling
@@ -147,6 +148,28 @@ def test_evaluate_end_to_end_with_astroscrappy(heldout: Path) -> None:
     assert unet["recall_by_amplitude"]["3-5e"] == 0.0
     assert unet["recall_by_amplitude"]["20-50e"] == 1.0
     assert unet["recall_by_amplitude"][">=50e"] == 0.0
+    # clean pixels all have probability 0: the first threshold above it flags none and every positive
+    assert unet["tpr_at_clean_fpr_0.005"] == unet["tpr_at_clean_fpr_0.0001"] == 1.0
+    # recall 1 down to 0.3 (the spot): the 1525 positives and the 11 cosmic-ray pixels flagged
+    assert unet["precision_at_recall_0.95"] == pytest.approx(1525 / 1536)
+    assert unet["object_recall_by_amplitude"] == {
+        "3-5e": 0.0,
+        "5-10e": 0.0,
+        "10-20e": 0.0,
+        "20-50e": 1.0,
+        ">=50e": 0.0,
+    }
+    assert unet["objects_by_amplitude"] == {"3-5e": 1, "5-10e": 0, "10-20e": 0, "20-50e": 1, ">=50e": 0}
+    assert unet["object_recall_by_previous"] == {
+        "grism": 0.0,
+        "photometric": 0.0,
+        "unknown": 0.5,
+    }  # no PREVGWA
+    assert unet["objects_by_previous"] == {"grism": 0, "photometric": 0, "unknown": 2}
+    # a binary mask flagging no clean pixel: its recall at both rates; 95 % recall never reached
+    assert physics["probability_detectors"] == 0
+    assert physics["tpr_at_clean_fpr_0.005"] == physics["tpr_at_clean_fpr_0.0001"] == 0.0
+    assert physics["precision_at_recall_0.95"] is None
 
     scrappy = metrics["methods"]["astroscrappy"]
     assert scrappy["cosmic_ray_flagged_fraction"] > 0.5  # the tool's job: cosmic rays
@@ -156,7 +179,13 @@ def test_evaluate_end_to_end_with_astroscrappy(heldout: Path) -> None:
 
     table = (tmp_path / "metrics" / "eval_table.md").read_text()
     assert "| clean px flagged |" in table
-    assert "| unet | 0.993 | 0.984 | 0.988 | 0.977 | 0.500 | 1.000 | 0.000 | 0.000 |" in table
+    assert "| recall @ 0.5% clean FPR | recall @ 0.01% clean FPR | precision @ 95% recall |" in table
+    unet_row = (
+        "| unet | 0.993 | 0.984 | 0.988 | 0.977 | 0.500 | 1.000 | 0.000 | 0.000 | 1.000 | 1.000 | 0.993 |"
+    )
+    assert unet_row in table
+    physics_row = next(line for line in table.splitlines() if line.startswith("| physics |"))
+    assert physics_row.endswith("| 0.000 | 0.000 | n/a |")  # no precision at 95 % recall
 
     assert sorted(p.name for p in (tmp_path / "plots" / "eval" / "pr").iterdir()) == [
         "astroscrappy.csv",
@@ -190,6 +219,10 @@ def test_evaluate_end_to_end_with_astroscrappy(heldout: Path) -> None:
     runs = mlflow.search_runs(experiment_names=["slewdark"], filter_string="tags.`dvc.stage` = 'evaluate'")
     assert len(runs) == 1
     assert runs.loc[0, "metrics.unet.f1"] == pytest.approx(3000 / 3036)
+    assert runs.loc[0, "metrics.unet.tpr_at_clean_fpr_0.0001"] == 1.0
+    assert runs.loc[0, "metrics.unet.object_recall_by_previous.unknown"] == 0.5
+    assert runs.loc[0, "metrics.unet.object_recall_by_amplitude.ge50e"] == 0.0
+    assert "metrics.physics.precision_at_recall_0.95" not in runs.columns  # None is not logged
     artifacts = mlflow.MlflowClient().list_artifacts(runs.loc[0, "run_id"], "evaluate")
     assert {Path(a.path).name for a in artifacts} >= {
         "eval.json",
@@ -279,3 +312,12 @@ def test_heuristic_and_physics_baselines_keep_only_bright_previous_pixels(heldou
     assert prob is None
     assert physics[1000:1003, 300:500].all() and not physics[:, 510:].any()  # not the cosmic ray
     assert physics.sum() == 5 * 202 - 4  # half well, grown by 1 px; the 3 px median rounds the corners
+
+
+@pytest.mark.parametrize(("gwa", "kind"), [("RGS180", "grism"), ("H", "photometric"), (None, "unknown")])
+def test_previous_kind_reads_prevgwa(heldout: Path, gwa: str | None, kind: str) -> None:
+    path = heldout / "heldout" / "exp1.fits"
+    if gwa is not None:
+        with fits.open(path, mode="update") as hdul:
+            hdul[0].header["PREVGWA"] = gwa
+    assert previous_kind(read_info(path)) == kind

@@ -27,6 +27,16 @@ share of cosmic-ray, hot and *clean* pixels flagged; clean pixels are usable
 ones with less than ``evaluate.clean_threshold`` e- of true persistence and no
 cosmic ray, hot pixel or snowball, so flagging them is a plain false alarm.
 
+So that results compare with deepCR and Cosmic-CoNN, it also gives the recall
+at clean-pixel false-positive rates of 0.5 % and 0.01 % and the precision at
+95 % recall (:meth:`~slewdark.metrics.MethodScore.fixed_rate_figures`): a
+method with a probability is swept over a fine threshold grid; a binary method
+has its mask's single operating point, so its recall at a rate is its recall
+when its clean-pixel rate is at or below it and null (JSON) when above, and its
+precision at 95 % recall is its precision when its recall reaches 95 %, else
+null. The JSON also splits object recall by the peak amplitude of each truth
+object and by the kind of the previous exposure (:func:`previous_kind`).
+
 Exposures are read one detector at a time, and each method adds that
 detector's counts to its :class:`~slewdark.metrics.MethodScore`, so memory does
 not grow with the data set. Outputs: ``evaluate.metrics`` (JSON, per method),
@@ -59,10 +69,19 @@ from slewdark.io.fits import (
     read_info,
     read_truth,
 )
-from slewdark.metrics import MethodScore, amplitude_label, pr_thresholds
+from slewdark.metrics import (
+    CLEAN_FPR_TARGETS,
+    RECALL_TARGET,
+    MethodScore,
+    amplitude_label,
+    pr_thresholds,
+    precision_key,
+    tpr_key,
+)
 from slewdark.patches import exposure_files, write_table
 from slewdark.plots.evaluate import plot_pr, plot_recall_amplitude, save_figure
 from slewdark.scaling import Scaling, scale_detector
+from slewdark.simulate.sky import is_spectroscopic
 from slewdark.tracking import stage_run
 from slewdark.truth import truth_file
 
@@ -82,7 +101,11 @@ TABLE_COLUMNS = (
     ("CR px flagged", "cosmic_ray_flagged_fraction"),
     ("hot px flagged", "hot_pixel_flagged_fraction"),
     ("clean px flagged", "clean_flagged_fraction"),
+    *((f"recall @ {100 * rate:g}% clean FPR", tpr_key(rate)) for rate in CLEAN_FPR_TARGETS),
+    (f"precision @ {100 * RECALL_TARGET:g}% recall", precision_key(RECALL_TARGET)),
 )
+MISSING = "n/a"
+"""Table cell of a figure that is None (a rate the method never meets)."""
 
 Prediction = tuple[np.ndarray, np.ndarray | None]
 MethodFn = Callable[[Path, ExposureInfo, DetectorImage], Prediction]
@@ -335,6 +358,17 @@ def build_methods(params: Params, exposures: list[Path]) -> dict[str, MethodFn]:
     return {name: builders[name]() for name in METHOD_ORDER if name in wanted}
 
 
+def previous_kind(info: ExposureInfo) -> str:
+    """``grism``, ``photometric`` or ``unknown``: the kind of the exposure before the slew dark.
+
+    Read from ``PREVGWA`` (a grism name, else a filter); ``unknown`` when the
+    header does not say.
+    """
+    if info.prev_gwa is None:
+        return "unknown"
+    return "grism" if is_spectroscopic(info.prev_gwa) else "photometric"
+
+
 def score_exposures(
     exposures: list[Path],
     methods: dict[str, MethodFn],
@@ -374,6 +408,7 @@ def score_exposures(
     with tqdm(total=total, desc=desc, unit="det") as progress:
         for path, info in zip(exposures, infos, strict=True):
             truth_path = truth_file(path)
+            previous = previous_kind(info)
             for detector in iter_detectors(path):
                 truth = read_truth(truth_path, detector.detector)
                 if truth.pers.shape != detector.data.shape:
@@ -383,7 +418,9 @@ def score_exposures(
                 clean = valid & (truth.pers < cfg.clean_threshold) & ~(truth.cr | truth.hot | truth.snow)
                 for name, method in methods.items():
                     mask, prob = method(path, info, detector)
-                    scores[name].add(mask, prob, truth.pers, positive, truth.cr, truth.hot, valid, clean)
+                    scores[name].add(
+                        mask, prob, truth.pers, positive, truth.cr, truth.hot, valid, clean, previous
+                    )
                 data["detectors"] += 1
                 data["usable_pixels"] += int(valid.sum())
                 data["positive_pixels"] += int(positive.sum())
@@ -397,7 +434,7 @@ def markdown_table(
     columns: Sequence[tuple[str, str]],
     rows: Iterable[tuple[Sequence[str], dict[str, Any]]],
 ) -> str:
-    """A captioned Markdown table: label columns, then one 3-decimal column per figure.
+    """A captioned Markdown table: label columns, then one 3-decimal column per figure (``n/a`` for None).
 
     Parameters
     ----------
@@ -413,10 +450,15 @@ def markdown_table(
     header = "| " + " | ".join([*labels, *(title for title, _ in columns)]) + " |"
     rule = "|" + "---|" * len(labels) + "---:|" * len(columns)
     lines = [
-        "| " + " | ".join([*names, *(f"{figures[key]:.3f}" for _, key in columns)]) + " |"
+        "| " + " | ".join([*names, *(table_cell(figures[key]) for _, key in columns)]) + " |"
         for names, figures in rows
     ]
     return "\n".join([caption, "", header, rule, *lines]) + "\n"
+
+
+def table_cell(value: float | None) -> str:
+    """A figure with 3 decimals, or :data:`MISSING` for None."""
+    return MISSING if value is None else f"{value:.3f}"
 
 
 def comparison_table(summaries: dict[str, dict[str, Any]], data: dict[str, int]) -> str:
@@ -462,6 +504,23 @@ def amplitude_rows(scores: dict[str, MethodScore]) -> list[dict[str, object]]:
         for row, recall in zip(rows, score.amplitude_recall(), strict=True):
             row[name] = f"{recall:.6f}"
     return rows
+
+
+def mlflow_metrics(summaries: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The float figures of every method, named ``<method>.<key>`` or ``<method>.<key>.<bin>``.
+
+    Figures per bin or kind (``recall_by_amplitude``, ``object_recall_by_previous``...)
+    are flattened, with ``>=`` written ``ge`` (not allowed in MLflow names);
+    counts and None (a rate never met) are left out.
+    """
+    flat: dict[str, float] = {}
+    for name, summary in summaries.items():
+        for key, value in summary.items():
+            figures = value if isinstance(value, dict) else {"": value}
+            for part, figure in figures.items():
+                if isinstance(figure, float):
+                    flat[".".join(filter(None, (name, key, part))).replace(">=", "ge")] = figure
+    return flat
 
 
 def run_evaluate(params: Params) -> EvaluationResult:
@@ -519,14 +578,7 @@ def run_evaluate(params: Params) -> EvaluationResult:
     with stage_run(
         STAGE, params.tracking.uri, params.tracking.experiment, {"evaluate": cfg.model_dump()}
     ) as run:
-        run.log_metrics(
-            {
-                f"{name}.{key}": value
-                for name, summary in summaries.items()
-                for key, value in summary.items()
-                if isinstance(value, float)
-            }
-        )
+        run.log_metrics(mlflow_metrics(summaries))
         run.set_tags({"evaluate.methods": ",".join(summaries)})
         for path in (cfg.metrics, cfg.table, amplitude_file):
             run.log_artifact(path, "evaluate")

@@ -8,17 +8,40 @@ method and turns them into the reported figures.
 
 Conventions: a truth positive is a usable pixel whose persistence exceeds the
 truth threshold; a ratio whose denominator is 0 is reported as 0.0 (JSON has no
-NaN); a truth object is an 8-connected group of positive pixels.
+NaN); a truth object is an 8-connected group of positive pixels. The figures at
+a fixed rate (recall at a clean-pixel false-positive rate, precision at a
+recall) are None (JSON null) where no operating point of the method meets the
+rate: a method with a probability offers one point per threshold of a fine
+grid, a binary method only its mask.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+CLEAN_FPR_TARGETS = (0.005, 0.0001)
+"""False-positive rates over clean pixels at which recall is reported (0.5 % and 0.01 %)."""
+RECALL_TARGET = 0.95
+"""Recall at which precision is reported."""
+FINE_THRESHOLDS = 10001
+"""Thresholds of the fine probability grid (steps of 1e-4) behind the fixed-rate figures."""
+PREVIOUS_KINDS = ("grism", "photometric", "unknown")
+"""Kinds of the exposure before the slew dark, over which object recall is split."""
+
+
+def tpr_key(rate: float) -> str:
+    """Summary key of the recall at a clean-pixel false-positive rate, e.g. ``tpr_at_clean_fpr_0.005``."""
+    return f"tpr_at_clean_fpr_{rate:g}"
+
+
+def precision_key(recall: float) -> str:
+    """Summary key of the precision at a recall, e.g. ``precision_at_recall_0.95``."""
+    return f"precision_at_recall_{recall:g}"
 
 
 def safe_ratio(numerator: float, denominator: float) -> float:
@@ -110,10 +133,29 @@ def amplitude_counts(
     found, total : ndarray
         int64 counts per bin (``len(edges) - 1``).
     """
-    values = amplitude[positive]
+    return binned_found(amplitude[positive], pred[positive], edges)
+
+
+def binned_found(values: np.ndarray, found: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Found and total items per bin of a value (pixel amplitude, object peak).
+
+    Parameters
+    ----------
+    values
+        One value per item.
+    found
+        Boolean, one per item.
+    edges
+        Increasing bin edges; items outside them are not counted.
+
+    Returns
+    -------
+    found, total : ndarray
+        int64 counts per bin (``len(edges) - 1``).
+    """
     total, _ = np.histogram(values, bins=edges)
-    found, _ = np.histogram(values[pred[positive]], bins=edges)
-    return found.astype(np.int64), total.astype(np.int64)
+    hits, _ = np.histogram(values[found], bins=edges)
+    return hits.astype(np.int64), total.astype(np.int64)
 
 
 def flagged_counts(pred: np.ndarray, layer: np.ndarray, eligible: np.ndarray) -> tuple[int, int]:
@@ -137,13 +179,17 @@ def flagged_counts(pred: np.ndarray, layer: np.ndarray, eligible: np.ndarray) ->
     return int((pred & selected).sum()), int(selected.sum())
 
 
-def object_counts(pred: np.ndarray, positive: np.ndarray, hit_fraction: float) -> tuple[int, int]:
-    """Truth objects found and in total.
+def object_hits(
+    pred: np.ndarray, amplitude: np.ndarray, positive: np.ndarray, hit_fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each truth object is found, and its peak amplitude.
 
     Parameters
     ----------
     pred
         Boolean prediction.
+    amplitude
+        True persistence (electrons).
     positive
         Truth positives; 8-connected groups of them are the objects.
     hit_fraction
@@ -151,19 +197,60 @@ def object_counts(pred: np.ndarray, positive: np.ndarray, hit_fraction: float) -
 
     Returns
     -------
-    found, total : int
+    found : ndarray
+        bool, one per object.
+    peak : ndarray
+        float64, the largest true persistence of each object (electrons).
     """
     labels, n_objects = ndimage.label(positive, structure=EIGHT_CONNECTED)
     if n_objects == 0:
-        return 0, 0
+        return np.zeros(0, bool), np.zeros(0)
     sizes = np.bincount(labels.ravel(), minlength=n_objects + 1)[1:]
     hits = np.bincount(labels[pred & positive], minlength=n_objects + 1)[1:]
-    return int((hits >= hit_fraction * sizes).sum()), int(n_objects)
+    peak = np.full(n_objects, -np.inf)
+    np.maximum.at(peak, labels[positive] - 1, amplitude[positive])
+    return hits >= hit_fraction * sizes, peak
 
 
 def pr_thresholds(n: int) -> np.ndarray:
     """``n`` probability thresholds evenly spaced over [0, 1]."""
     return np.linspace(0.0, 1.0, n)
+
+
+def threshold_bins(prob: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Threshold bin of each pixel: the index of the highest threshold at or below its probability.
+
+    Parameters
+    ----------
+    prob
+        Probability (float) per pixel.
+    thresholds
+        Increasing thresholds.
+
+    Returns
+    -------
+    ndarray
+        intp, -1 below the first threshold.
+    """
+    return np.searchsorted(thresholds, prob, side="right") - 1
+
+
+def score_bins(mask: np.ndarray, prob: np.ndarray | None, thresholds: np.ndarray) -> np.ndarray:
+    """Threshold bin of each pixel's score: its probability, or for a binary method its mask as 0/1.
+
+    The bins of a binary mask are those of 0 and 1 put in place, so the many
+    thresholds of a fine grid cost nothing there.
+    """
+    if prob is not None:
+        return threshold_bins(prob, thresholds)
+    unflagged, flagged = threshold_bins(np.array([0.0, 1.0]), thresholds)
+    return np.where(mask, flagged, unflagged)
+
+
+def bin_histogram(bins: np.ndarray, selected: np.ndarray, n: int) -> np.ndarray:
+    """int64 count of the selected pixels per threshold bin (those below the first threshold left out)."""
+    chosen = bins[selected]
+    return np.bincount(chosen[chosen >= 0], minlength=n).astype(np.int64)
 
 
 def probability_histograms(
@@ -190,14 +277,14 @@ def probability_histograms(
     positives, negatives : ndarray
         int64 counts per threshold.
     """
+    bins = threshold_bins(prob, thresholds)
     n = len(thresholds)
-    index = np.searchsorted(thresholds, prob[valid], side="right") - 1
-    keep = index >= 0
-    is_true = truth[valid][keep]
-    index = index[keep]
-    positives = np.bincount(index[is_true], minlength=n)
-    negatives = np.bincount(index[~is_true], minlength=n)
-    return positives.astype(np.int64), negatives.astype(np.int64)
+    return bin_histogram(bins, truth & valid, n), bin_histogram(bins, valid & ~truth, n)
+
+
+def at_or_above(histogram: np.ndarray) -> np.ndarray:
+    """Counts at or above each threshold from counts per threshold bin (reverse cumulative sum)."""
+    return np.cumsum(histogram[::-1])[::-1]
 
 
 def pr_curve(positives: np.ndarray, negatives: np.ndarray, total_positives: int) -> tuple[np.ndarray, ...]:
@@ -217,11 +304,50 @@ def pr_curve(positives: np.ndarray, negatives: np.ndarray, total_positives: int)
     predicted : ndarray
         int64 pixels at or above each threshold.
     """
-    tp = np.cumsum(positives[::-1])[::-1]
-    predicted = tp + np.cumsum(negatives[::-1])[::-1]
+    tp = at_or_above(positives)
+    predicted = tp + at_or_above(negatives)
     precision = np.divide(tp, predicted, out=np.zeros(len(tp)), where=predicted > 0)
     recall = tp / total_positives if total_positives else np.zeros(len(tp))
     return precision, recall, predicted
+
+
+def recall_at_fpr(
+    found: np.ndarray, false_alarms: np.ndarray, positives: int, negatives: int, target: float
+) -> float | None:
+    """The best recall among operating points whose false-positive rate is at most ``target``.
+
+    Parameters
+    ----------
+    found, false_alarms
+        Truth positives and negatives flagged at each operating point.
+    positives, negatives
+        All truth positives and negatives.
+    target
+        Largest false-positive rate allowed.
+
+    Returns
+    -------
+    float or None
+        None when no operating point is at or below the rate, or there are no
+        negatives to measure it on.
+    """
+    if negatives == 0:
+        return None
+    allowed = false_alarms / negatives <= target
+    if not allowed.any():
+        return None
+    return safe_ratio(found[allowed].max(), positives)
+
+
+def precision_at_recall(precision: np.ndarray, recall: np.ndarray, target: float) -> float | None:
+    """The best precision among operating points whose recall is at least ``target``; None if none."""
+    reached = recall >= target
+    return float(precision[reached].max()) if reached.any() else None
+
+
+def ratios(found: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """``found / total`` per bin (0.0 for an empty bin)."""
+    return np.array([safe_ratio(f, t) for f, t in zip(found, total, strict=True)])
 
 
 @dataclass
@@ -236,27 +362,45 @@ class MethodScore:
         PR-curve thresholds.
     hit_fraction
         Object-level hit fraction.
+    fine_thresholds
+        The fine probability grid of the fixed-rate figures (:data:`FINE_THRESHOLDS`).
     """
 
     edges: np.ndarray
     thresholds: np.ndarray
     hit_fraction: float
+    fine_thresholds: np.ndarray = field(default_factory=lambda: pr_thresholds(FINE_THRESHOLDS))
     pixels: Confusion = field(default_factory=Confusion)
     amplitude_found: np.ndarray = field(init=False)
     amplitude_total: np.ndarray = field(init=False)
     pr_positives: np.ndarray = field(init=False)
     pr_negatives: np.ndarray = field(init=False)
+    fine_positives: np.ndarray = field(init=False)
+    fine_negatives: np.ndarray = field(init=False)
+    fine_clean: np.ndarray = field(init=False)
+    object_amplitude_found: np.ndarray = field(init=False)
+    object_amplitude_total: np.ndarray = field(init=False)
     cr: list[int] = field(default_factory=lambda: [0, 0])
     hot: list[int] = field(default_factory=lambda: [0, 0])
     clean: list[int] = field(default_factory=lambda: [0, 0])
     objects: list[int] = field(default_factory=lambda: [0, 0])
+    objects_by_previous: dict[str, list[int]] = field(
+        default_factory=lambda: {kind: [0, 0] for kind in PREVIOUS_KINDS}
+    )
     detectors: int = 0
+    probability_detectors: int = 0
 
     def __post_init__(self) -> None:
-        self.amplitude_found = np.zeros(len(self.edges) - 1, np.int64)
-        self.amplitude_total = np.zeros(len(self.edges) - 1, np.int64)
+        n_bins, n_fine = len(self.edges) - 1, len(self.fine_thresholds)
+        self.amplitude_found = np.zeros(n_bins, np.int64)
+        self.amplitude_total = np.zeros(n_bins, np.int64)
+        self.object_amplitude_found = np.zeros(n_bins, np.int64)
+        self.object_amplitude_total = np.zeros(n_bins, np.int64)
         self.pr_positives = np.zeros(len(self.thresholds), np.int64)
         self.pr_negatives = np.zeros(len(self.thresholds), np.int64)
+        self.fine_positives = np.zeros(n_fine, np.int64)
+        self.fine_negatives = np.zeros(n_fine, np.int64)
+        self.fine_clean = np.zeros(n_fine, np.int64)
 
     def add(
         self,
@@ -268,6 +412,7 @@ class MethodScore:
         hot_pixels: np.ndarray,
         valid: np.ndarray,
         clean: np.ndarray | None = None,
+        previous: str = "unknown",
     ) -> None:
         """Add one detector.
 
@@ -290,7 +435,16 @@ class MethodScore:
             Pixels with no signal at all (next to no true persistence, no cosmic
             ray, hot pixel or snowball): flagging one is a plain false alarm.
             None: not counted (the summary then has 0 clean pixels).
+        previous
+            Kind of the exposure before this one, one of :data:`PREVIOUS_KINDS`.
+
+        Raises
+        ------
+        ValueError
+            When ``previous`` is not one of :data:`PREVIOUS_KINDS`.
         """
+        if previous not in PREVIOUS_KINDS:
+            raise ValueError(f"previous exposure kind {previous!r} is not one of {PREVIOUS_KINDS}")
         mask = mask & valid
         self.pixels += confusion(mask, positive, valid)
         found, total = amplitude_counts(mask, amplitude, positive, self.edges)
@@ -302,19 +456,84 @@ class MethodScore:
                 flagged, n = flagged_counts(mask, layer, eligible)
                 counts[0] += flagged
                 counts[1] += n
-        found_objects, n_objects = object_counts(mask, positive, self.hit_fraction)
-        self.objects[0] += found_objects
-        self.objects[1] += n_objects
+        self._add_objects(mask, amplitude, positive, previous)
         score = mask.astype(np.float32) if prob is None else prob
         pos, neg = probability_histograms(score, positive, valid, self.thresholds)
         self.pr_positives += pos
         self.pr_negatives += neg
+        self._add_fine_histograms(score_bins(mask, prob, self.fine_thresholds), positive, eligible, clean)
+        self.probability_detectors += int(prob is not None)
         self.detectors += 1
+
+    def _add_objects(
+        self, mask: np.ndarray, amplitude: np.ndarray, positive: np.ndarray, previous: str
+    ) -> None:
+        """Count the truth objects found, in all, per amplitude bin of their peak and per previous kind."""
+        found, peak = object_hits(mask, amplitude, positive, self.hit_fraction)
+        for counts in (self.objects, self.objects_by_previous[previous]):
+            counts[0] += int(found.sum())
+            counts[1] += len(found)
+        binned_found_objects, binned_objects = binned_found(peak, found, self.edges)
+        self.object_amplitude_found += binned_found_objects
+        self.object_amplitude_total += binned_objects
+
+    def _add_fine_histograms(
+        self, bins: np.ndarray, positive: np.ndarray, negative: np.ndarray, clean: np.ndarray | None
+    ) -> None:
+        """Add the positive, negative and clean pixels per bin of the fine grid (:func:`score_bins`)."""
+        n = len(self.fine_thresholds)
+        self.fine_positives += bin_histogram(bins, positive, n)
+        self.fine_negatives += bin_histogram(bins, negative, n)
+        if clean is not None:
+            self.fine_clean += bin_histogram(bins, clean & negative, n)
 
     def pr(self) -> tuple[np.ndarray, ...]:
         """Precision, recall and predicted count per threshold (:func:`pr_curve`)."""
         total = self.pixels.tp + self.pixels.fn
         return pr_curve(self.pr_positives, self.pr_negatives, total)
+
+    def operating_points(self) -> tuple[np.ndarray, ...]:
+        """The operating points behind the fixed-rate figures.
+
+        One point per threshold of the fine grid when at least one detector
+        came with a probability; otherwise the binary mask's single point.
+
+        Returns
+        -------
+        found, clean_flagged : ndarray
+            Truth positives and clean pixels flagged at each point.
+        precision, recall : ndarray
+            float64 per point.
+        """
+        if self.probability_detectors:
+            precision, recall, _ = pr_curve(
+                self.fine_positives, self.fine_negatives, self.pixels.tp + self.pixels.fn
+            )
+            return at_or_above(self.fine_positives), at_or_above(self.fine_clean), precision, recall
+        p = self.pixels
+        return np.array([p.tp]), np.array([self.clean[0]]), np.array([p.precision]), np.array([p.recall])
+
+    def fixed_rate_figures(self) -> dict[str, float | int | None]:
+        """The figures at a fixed rate, from :meth:`operating_points`.
+
+        Returns
+        -------
+        dict
+            ``tpr_at_clean_fpr_<rate>``: the best recall whose clean-pixel
+            false-positive rate is at most each rate of :data:`CLEAN_FPR_TARGETS`;
+            ``precision_at_recall_<recall>``: the best precision whose recall is
+            at least :data:`RECALL_TARGET`; None where no point meets the rate.
+            ``probability_detectors``: detectors that came with a probability.
+        """
+        found, clean_flagged, precision, recall = self.operating_points()
+        positives = self.pixels.tp + self.pixels.fn
+        figures: dict[str, float | int | None] = {
+            tpr_key(target): recall_at_fpr(found, clean_flagged, positives, self.clean[1], target)
+            for target in CLEAN_FPR_TARGETS
+        }
+        figures[precision_key(RECALL_TARGET)] = precision_at_recall(precision, recall, RECALL_TARGET)
+        figures["probability_detectors"] = self.probability_detectors
+        return figures
 
     def recall_above(self, level: float) -> float:
         """Recall over the truth positives of at least ``level`` electrons (below the last edge).
@@ -331,13 +550,28 @@ class MethodScore:
 
     def amplitude_recall(self) -> np.ndarray:
         """Recall per amplitude bin (0.0 for an empty bin)."""
-        pairs = zip(self.amplitude_found, self.amplitude_total, strict=True)
-        return np.array([safe_ratio(found, total) for found, total in pairs])
+        return ratios(self.amplitude_found, self.amplitude_total)
 
-    def summary(self) -> dict[str, float | int | dict[str, float]]:
+    def bin_labels(self) -> list[str]:
+        """Names of the amplitude bins (:func:`amplitude_label`)."""
+        return [amplitude_label(lo, hi) for lo, hi in zip(self.edges[:-1], self.edges[1:], strict=True)]
+
+    def object_figures(self) -> dict[str, dict[str, float] | dict[str, int]]:
+        """Object recall and object count per amplitude bin of the peak and per kind of previous exposure."""
+        labels = self.bin_labels()
+        recall = ratios(self.object_amplitude_found, self.object_amplitude_total)
+        return {
+            "object_recall_by_amplitude": dict(zip(labels, recall.tolist(), strict=True)),
+            "objects_by_amplitude": dict(zip(labels, self.object_amplitude_total.tolist(), strict=True)),
+            "object_recall_by_previous": {
+                kind: safe_ratio(*counts) for kind, counts in self.objects_by_previous.items()
+            },
+            "objects_by_previous": {kind: counts[1] for kind, counts in self.objects_by_previous.items()},
+        }
+
+    def summary(self) -> dict[str, Any]:
         """The figures reported in ``metrics/eval.json``."""
         p = self.pixels
-        recall_bins = self.amplitude_recall()
         return {
             "precision": p.precision,
             "recall": p.recall,
@@ -356,10 +590,11 @@ class MethodScore:
             "object_recall": safe_ratio(*self.objects),
             "objects_found": self.objects[0],
             "objects": self.objects[1],
-            "recall_by_amplitude": {
-                amplitude_label(lo, hi): float(r)
-                for lo, hi, r in zip(self.edges[:-1], self.edges[1:], recall_bins, strict=True)
-            },
+            "recall_by_amplitude": dict(
+                zip(self.bin_labels(), self.amplitude_recall().tolist(), strict=True)
+            ),
+            **self.fixed_rate_figures(),
+            **self.object_figures(),
             "detectors": self.detectors,
         }
 
