@@ -15,11 +15,12 @@ from astropy.io import fits
 
 from slewdark.cli import main
 from slewdark.errors import SlewdarkError
-from slewdark.evaluate import previous_kind, read_mask_product
+from slewdark.evaluate import read_mask_product
 from slewdark.io.fits import read_info
 from slewdark.models.unet import build_unet
 from slewdark.predict import PredictOptions, UnetModel, checkpoint_payload, load_unet, predict_files
 from slewdark.scaling import Scaling
+from slewdark.simulate.sky import previous_kind
 from slewdark.unet_input import Normalisation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -320,4 +321,4 @@ def test_previous_kind_reads_prevgwa(heldout: Path, gwa: str | None, kind: str) 
     if gwa is not None:
         with fits.open(path, mode="update") as hdul:
             hdul[0].header["PREVGWA"] = gwa
-    assert previous_kind(read_info(path)) == kind
+    assert previous_kind(read_info(path).prev_gwa) == kind

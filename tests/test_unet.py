@@ -116,13 +116,13 @@ def test_flips_and_transposes_reach_all_eight_orientations() -> None:
 
 def test_split_holds_out_whole_exposures_of_every_kind() -> None:
     files = [Path(f"e{i}.fits") for i in range(8)]
-    kinds = ["grism", "imaging"] * 4
+    kinds = ["grism", "photometric"] * 4
     train, val = split_exposures(files, 0.25, seed=3, strata=kinds)
     assert len(val) == 2 and not set(train) & set(val) and len(train) + len(val) == 8
-    assert sorted(kinds[files.index(path)] for path in val) == ["grism", "imaging"]
+    assert sorted(kinds[files.index(path)] for path in val) == ["grism", "photometric"]
     assert split_exposures(files, 0.25, seed=3, strata=kinds) == (train, val)
     assert {split_exposures(files, 0.25, seed, kinds)[1][0] for seed in range(20)} != {val[0]}
-    few = split_exposures(files[:3], 0.34, seed=1, strata=["grism", "grism", "imaging"])
+    few = split_exposures(files[:3], 0.34, seed=1, strata=["grism", "grism", "photometric"])
     assert len(few[1]) == 1 and len(few[0]) == 2
 
 

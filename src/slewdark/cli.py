@@ -446,7 +446,7 @@ def _add_simulate_stress(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_simulate_stress(args: argparse.Namespace) -> int:
-    from slewdark.robustness import run_simulate_stress
+    from slewdark.simulate.stress import run_simulate_stress
 
     params = _params(args)
     written = run_simulate_stress(params)

@@ -35,7 +35,7 @@ has its mask's single operating point, so its recall at a rate is its recall
 when its clean-pixel rate is at or below it and null (JSON) when above, and its
 precision at 95 % recall is its precision when its recall reaches 95 %, else
 null. The JSON also splits object recall by the peak amplitude of each truth
-object and by the kind of the previous exposure (:func:`previous_kind`).
+object and by the kind of the previous exposure (:func:`slewdark.simulate.sky.previous_kind`).
 
 Exposures are read one detector at a time, and each method adds that
 detector's counts to its :class:`~slewdark.metrics.MethodScore`, so memory does
@@ -81,7 +81,7 @@ from slewdark.metrics import (
 from slewdark.patches import exposure_files, write_table
 from slewdark.plots.evaluate import plot_pr, plot_recall_amplitude, save_figure
 from slewdark.scaling import Scaling, scale_detector
-from slewdark.simulate.sky import is_spectroscopic
+from slewdark.simulate.sky import previous_kind
 from slewdark.tracking import stage_run
 from slewdark.truth import truth_file
 
@@ -358,17 +358,6 @@ def build_methods(params: Params, exposures: list[Path]) -> dict[str, MethodFn]:
     return {name: builders[name]() for name in METHOD_ORDER if name in wanted}
 
 
-def previous_kind(info: ExposureInfo) -> str:
-    """``grism``, ``photometric`` or ``unknown``: the kind of the exposure before the slew dark.
-
-    Read from ``PREVGWA`` (a grism name, else a filter); ``unknown`` when the
-    header does not say.
-    """
-    if info.prev_gwa is None:
-        return "unknown"
-    return "grism" if is_spectroscopic(info.prev_gwa) else "photometric"
-
-
 def score_exposures(
     exposures: list[Path],
     methods: dict[str, MethodFn],
@@ -408,7 +397,7 @@ def score_exposures(
     with tqdm(total=total, desc=desc, unit="det") as progress:
         for path, info in zip(exposures, infos, strict=True):
             truth_path = truth_file(path)
-            previous = previous_kind(info)
+            previous = previous_kind(info.prev_gwa)
             for detector in iter_detectors(path):
                 truth = read_truth(truth_path, detector.detector)
                 if truth.pers.shape != detector.data.shape:

@@ -8,8 +8,8 @@ its own seed, size and folder (``robustness.seed``, ``n_exposures``,
 training nor the held-out set saw. Every set is validated before anything is
 simulated or scored: a bad key stops the command naming the set and the key.
 
-- ``slewdark simulate-stress`` (:func:`run_simulate_stress`) simulates every
-  set with :func:`slewdark.simulate.dataset.simulate_dataset`;
+- ``slewdark simulate-stress`` (:func:`slewdark.simulate.stress.run_simulate_stress`)
+  simulates every set;
 - ``slewdark robustness`` (:func:`run_robustness`) scores, per set, the UNet
   (``unet.model``, run in memory exactly as ``slewdark predict`` runs it, like
   the evaluate stage's ``unet_truth``) and the ``physics`` baseline with the
@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from slewdark.config import Params, SimulateParams
-from slewdark.errors import ParamsError, SlewdarkError
+from slewdark.errors import SlewdarkError
 from slewdark.evaluate import MethodFn, markdown_table, physics_method, score_exposures, unet_method
 from slewdark.io.atomic import write_text_atomic
 from slewdark.metrics import MethodScore
 from slewdark.patches import exposure_files
-from slewdark.simulate.dataset import simulate_dataset
+from slewdark.simulate.stress import stress_simulations
 from slewdark.tracking import stage_run
 
 log = logging.getLogger(__name__)
@@ -55,40 +55,6 @@ TABLE_COLUMNS = (
     ("CR px flagged", "cosmic_ray_flagged_fraction"),
     ("clean px flagged", "clean_flagged_fraction"),
 )
-
-
-def stress_simulations(params: Params) -> dict[str, SimulateParams]:
-    """The simulation of every stress set, in ``robustness.sets`` order.
-
-    Raises
-    ------
-    ParamsError
-        Naming the first set with an unknown key or a bad value, or when
-        ``robustness.seed`` is the training or held-out seed (the same skies).
-    """
-    seed = params.robustness.seed
-    taken = {params.simulate.seed: "simulate.seed", params.heldout.seed: "heldout.seed"}
-    if seed in taken:
-        raise ParamsError(
-            f"robustness.seed ({seed}) must differ from {taken[seed]}: the stress sets need new skies"
-        )
-    return {name: params.stress_simulation(name) for name in params.robustness.sets}
-
-
-def run_simulate_stress(params: Params) -> dict[str, int]:
-    """Run the ``simulate_stress`` stage: simulate every set into ``robustness.out/<set>``.
-
-    Returns
-    -------
-    dict
-        Set name to the number of exposures written.
-    """
-    simulations = stress_simulations(params)
-    written = {}
-    for name, simulation in simulations.items():
-        log.info("stress set %s: %s -> %s", name, params.robustness.sets[name] or "held-out", simulation.out)
-        written[name] = len(simulate_dataset(simulation))
-    return written
 
 
 def stress_methods(params: Params) -> dict[str, MethodFn]:

@@ -42,6 +42,7 @@ from slewdark.patch_data import (
     select_patches,
 )
 from slewdark.patches import read_index, write_table
+from slewdark.provenance import code_fingerprint
 from slewdark.tracking import StageRun, stage_run
 from slewdark.training import EpochRecord, FitConfig, FitResult, fit, resolve_device, seed_everything
 
@@ -116,15 +117,17 @@ def base_hyper(ae: AeParams) -> AeHyper:
 
 
 def training_fingerprint(data: TrainData, hyper: AeHyper, config: FitConfig, seed: int) -> str:
-    """Identity of a training for resuming: data, subsamples, hyper-parameters, schedule except epochs."""
+    """Identity of a training for resuming: code, data, subsamples, hyper-parameters, schedule but epochs."""
     schedule = asdict(config)
     schedule.pop("epochs")
-    digest = hashlib.sha256(
-        json.dumps(
-            {"data": data.fingerprint, "hyper": asdict(hyper), "schedule": schedule, "seed": seed},
-            sort_keys=True,
-        ).encode()
-    )
+    identity = {
+        "code": code_fingerprint(__name__),
+        "data": data.fingerprint,
+        "hyper": asdict(hyper),
+        "schedule": schedule,
+        "seed": seed,
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
     for indices in (data.train, data.val):
         digest.update(indices.tobytes())
     return digest.hexdigest()
@@ -334,6 +337,7 @@ class _Trainer:
 
     def _study_fingerprint(self, base: AeHyper, study_params: OptunaParams) -> str:
         fixed = {
+            "code": code_fingerprint(__name__),
             "data": self.data.fingerprint,
             "arch": base.arch,
             "schedule": asdict(self.config),

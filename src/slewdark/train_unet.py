@@ -45,8 +45,9 @@ from slewdark.io.fits import read_info
 from slewdark.models.unet import build_unet, count_parameters
 from slewdark.patches import exposure_files, exposure_stem, write_table
 from slewdark.predict import UnetModel, checkpoint_payload
+from slewdark.provenance import code_fingerprint
 from slewdark.scaling import Scaling
-from slewdark.simulate.sky import is_spectroscopic
+from slewdark.simulate.sky import previous_kind
 from slewdark.tracking import CHECKPOINT_ARTIFACT, StageRun, stage_run
 from slewdark.training import EpochRecord, FitConfig, fit, resolve_device, seed_everything
 from slewdark.unet_data import (
@@ -120,25 +121,17 @@ def arch_kwargs(unet: UnetParams) -> dict[str, Any]:
     }
 
 
-def previous_kind(path: Path) -> str:
-    """``grism``, ``imaging`` or ``unknown``: what the exposure before the slew dark was (``PREVGWA``)."""
-    gwa = read_info(path).prev_gwa
-    if gwa is None:
-        return "unknown"
-    return "grism" if is_spectroscopic(gwa) else "imaging"
-
-
 def split_exposures(
     files: list[Path], val_fraction: float, seed: int, strata: list[str] | None = None
 ) -> tuple[list[Path], list[Path]]:
     """Seeded split of whole exposures into train and validation, stratified.
 
-    Each stratum (by default the kind of previous exposure, :func:`previous_kind`)
+    Each stratum (by default the kind of previous exposure, :func:`slewdark.simulate.sky.previous_kind`)
     gives ``val_fraction`` of its exposures to validation, rounded, and the
     largest strata give one more until the total is the rounded share of all:
-    after an imaging exposure there is little persistence, after a grism
+    after a photometric exposure there is little persistence, after a grism
     exposure there are long traces, and a validation set of only one kind would
-    tell little about the other (an all-imaging one holds almost no persistence).
+    tell little about the other (an all-photometric one holds almost no persistence).
 
     Parameters
     ----------
@@ -149,7 +142,7 @@ def split_exposures(
     seed
         Seed of the choice within each stratum.
     strata
-        Stratum of each file; None reads :func:`previous_kind` from the headers.
+        Stratum of each file; None reads :func:`slewdark.simulate.sky.previous_kind` from the headers.
 
     Returns
     -------
@@ -165,7 +158,7 @@ def split_exposures(
         raise SlewdarkError(
             f"need at least 2 training exposures to hold one out for validation, got {len(files)}"
         )
-    kinds = strata if strata is not None else [previous_kind(path) for path in files]
+    kinds = strata if strata is not None else [previous_kind(read_info(path).prev_gwa) for path in files]
     n_val = min(max(1, round(len(files) * val_fraction)), len(files) - 1)
     rng = np.random.default_rng(seed)
     groups = {
@@ -325,12 +318,13 @@ def run_train_unet(params: Params, labels: Labels = "pseudo") -> Path:
     train_tiles = build_tile_set(train_files, source, *tile_args, seed=params.seed)
     val_tiles = build_tile_set(val_files, source, *tile_args, seed=params.seed + 1)
     data_id = _fingerprint(_tile_fingerprint(train_tiles), _tile_fingerprint(val_tiles))
+    code_id = code_fingerprint(__name__)
     run_params = {"unet": unet.model_dump(), "labels": labels, "seed": params.seed, "device": str(device)}
     stage = "train_unet" if labels == "pseudo" else "train_unet_truth"
     checkpoint_dir = Path(unet.checkpoint_dir)
 
     def one_training(hyper: UnetHyper, run: StageRun) -> tuple[nn.Module, list[EpochRecord], float]:
-        fingerprint = _fingerprint(data_id, arch_kwargs(unet), hyper, unet.model_dump(), params.seed)
+        fingerprint = _fingerprint(code_id, data_id, arch_kwargs(unet), hyper, unet.model_dump(), params.seed)
         network, history = train_network(
             unet,
             hyper,

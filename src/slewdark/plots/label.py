@@ -13,8 +13,21 @@ from slewdark.latent.sampling import sample_rows
 from slewdark.plots.evaluate import save_figure
 
 
+def patch_strip(patches: np.ndarray, gap: int = 2) -> np.ndarray:
+    """Patches side by side in one image, separated by ``gap`` px of NaN (drawn blank).
+
+    One image drawn once is much cheaper than one axis per patch: the stage
+    draws a card for every cluster.
+    """
+    size = patches.shape[-1]
+    strip = np.full((size, len(patches) * (size + gap) - gap), np.nan, dtype=np.float32)
+    for i, patch in enumerate(patches):
+        strip[:, i * (size + gap) : i * (size + gap) + size] = patch
+    return strip
+
+
 def cluster_card(decision: dict[str, Any], patches: np.ndarray) -> Figure:
-    """Sample patches of one cluster, titled with its decision, score and reason.
+    """Sample patches of one cluster in a row, titled with its decision, score and reason.
 
     Parameters
     ----------
@@ -29,14 +42,10 @@ def cluster_card(decision: dict[str, Any], patches: np.ndarray) -> Figure:
     """
     n = max(len(patches), 1)
     figure = Figure(figsize=(1.4 * n + 0.4, 2.3), layout="constrained")
-    axes = np.atleast_1d(figure.subplots(1, n))
-    for ax, patch in zip(axes, [*patches, *[None] * (n - len(patches))], strict=True):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if patch is None:
-            ax.set_axis_off()
-        else:
-            ax.imshow(patch, cmap="gray", vmin=0, vmax=1, origin="lower")
+    ax = figure.subplots()
+    ax.set_axis_off()
+    if len(patches):
+        ax.imshow(patch_strip(np.asarray(patches)), cmap="gray", vmin=0, vmax=1, origin="lower")
     verdict = "PERSISTENCE" if decision["persistence"] else "not persistence"
     figure.suptitle(
         f"cluster {decision['cluster']} (group {decision['group']}): {verdict}, "

@@ -40,6 +40,13 @@ def is_spectroscopic(kind: str) -> bool:
     return kind in DISPERSION_ANGLE
 
 
+def previous_kind(prev_gwa: str | None) -> str:
+    """``grism``, ``photometric`` or ``unknown``: a slew dark's previous exposure, from ``PREVGWA``."""
+    if prev_gwa is None:
+        return "unknown"
+    return "grism" if is_spectroscopic(prev_gwa) else "photometric"
+
+
 def exposure_time(kind: str, cfg: SkySim) -> float:
     """Exposure time of a previous exposure of this kind (s)."""
     return cfg.spectro_exptime if is_spectroscopic(kind) else cfg.photo_exptime
