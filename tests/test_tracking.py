@@ -6,7 +6,7 @@ import mlflow
 import pytest
 import yaml
 
-from slewdark import tracking
+from slewdark import lineage, tracking
 
 
 @pytest.fixture
@@ -18,13 +18,22 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_stage_run_records_params_metrics_and_lineage(store: str, tmp_path: Path) -> None:
+    (tmp_path / "dvc.yaml").write_text(
+        yaml.safe_dump({"stages": {"train_ae": {"cmd": "true", "deps": ["data/patches", "code.py"]}}})
+    )
+    (tmp_path / "code.py").write_text("edited since the last run\n")
     (tmp_path / "dvc.lock").write_text(
         yaml.safe_dump(
             {
                 "schema": "2.0",
                 "stages": {
                     "patches": {"deps": [], "outs": [{"path": "data/patches", "md5": "abc.dir"}]},
-                    "train_ae": {"deps": [{"path": "data/patches", "md5": "old.dir"}]},
+                    "train_ae": {
+                        "deps": [
+                            {"path": "data/patches", "md5": "old.dir"},
+                            {"path": "code.py", "md5": "old"},
+                        ]
+                    },
                 },
             }
         )
@@ -38,6 +47,7 @@ def test_stage_run_records_params_metrics_and_lineage(store: str, tmp_path: Path
     assert recorded.data.params["ae.lr"] == "0.001"
     assert recorded.data.tags["dvc.stage"] == "train_ae"
     assert recorded.data.tags["dvc.input.data/patches"] == "abc.dir"
+    assert recorded.data.tags["dvc.input.code.py"] == lineage.file_md5(tmp_path / "code.py")
     assert "git.commit" in recorded.data.tags
     history = client.get_metric_history(run_id, "loss")
     assert [m.value for m in history] == [0.5, 0.25]

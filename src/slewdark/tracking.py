@@ -17,9 +17,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from slewdark.errors import SlewdarkError
+from slewdark.lineage import input_hashes
 
 log = logging.getLogger(__name__)
 
@@ -56,34 +55,6 @@ def git_revision(repo: str | Path = ".") -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{rev}-dirty" if dirty else rev
-
-
-def input_hashes(stage: str, lock_path: str | Path = "dvc.lock") -> dict[str, str]:
-    """Content hashes of a stage's inputs as DVC recorded them.
-
-    A dependency that is another stage's output takes that output's hash from
-    ``dvc.lock`` (written when the upstream stage finished); otherwise the
-    stage's own last recorded dependency hash is used.
-
-    Parameters
-    ----------
-    stage
-        Stage name in ``dvc.yaml``.
-    lock_path
-        The lock file.
-
-    Returns
-    -------
-    dict
-        ``{dependency path: md5}``; empty when there is no lock yet.
-    """
-    lock_file = Path(lock_path)
-    if not lock_file.exists():
-        return {}
-    stages = (yaml.safe_load(lock_file.read_text()) or {}).get("stages", {})
-    produced = {out["path"]: out.get("md5", "") for entry in stages.values() for out in entry.get("outs", [])}
-    own_deps = stages.get(stage, {}).get("deps", [])
-    return {dep["path"]: produced.get(dep["path"], dep.get("md5", "")) for dep in own_deps}
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
