@@ -8,7 +8,13 @@ from sklearn.datasets import make_blobs
 
 from slewdark.errors import SlewdarkError
 from slewdark.latent.mixture import assign_components, select_mixture
-from slewdark.latent.neighbourhood import GroupModel, classify_rows, load_group_models, save_group_model
+from slewdark.latent.neighbourhood import (
+    GroupModel,
+    classify_rows,
+    in_labelled_neighbourhood,
+    load_group_models,
+    save_group_model,
+)
 from slewdark.latent.reduce import embed_rows, fit_reducer, transform_in_chunks
 
 CENTRES = np.eye(3, 12) * 10.0
@@ -85,3 +91,25 @@ def test_fitted_rows_reuse_the_fit_embedding(fitted: tuple[GroupModel, np.ndarra
 def test_a_folder_without_models_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SlewdarkError, match="no fitted cluster models"):
         load_group_models(tmp_path)
+
+
+def test_the_neighbourhood_rule_takes_patches_near_any_labelled_cluster(
+    fitted: tuple[GroupModel, np.ndarray, np.ndarray],
+) -> None:
+    model, _, blob = fitted
+    embedding = model.reducer.embedding_
+    clusters = model.first_cluster + assign_components(model.mixture, embedding)[0]
+    labelled = int(clusters[blob == 0][0])
+    centre = model.mixture.means_[labelled - model.first_cluster]
+    edge = centre + 0.01 * (embedding[blob == 1].mean(axis=0) - centre)  # a point just off the centre
+    points = np.vstack([embedding, edge, embedding.max(axis=0) + 1e3])
+    groups = np.array(["3"] * len(points))
+
+    inside = in_labelled_neighbourhood({"3": model}, groups, points, {labelled}, threshold=3.0)
+
+    assert inside[: len(embedding)][blob == 0].mean() > 0.95  # the labelled blob
+    assert not inside[: len(embedding)][blob != 0].any()  # the other blobs are far
+    assert inside[-2] and not inside[-1]
+    assert not in_labelled_neighbourhood({"3": model}, groups, points, set(), threshold=3.0).any()
+    with pytest.raises(SlewdarkError, match="group 3: no fitted cluster model"):
+        in_labelled_neighbourhood({}, groups, points, {labelled}, threshold=3.0)

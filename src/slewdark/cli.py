@@ -323,13 +323,19 @@ def _run_label(args: argparse.Namespace) -> int:
 
 
 def _add_pseudomask(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("pseudomask", help="segment persistence clusters -> data/masks/<stem>.pseudo.fits")
+    p = sub.add_parser("pseudomask", help="segment persistence clusters -> data/masks/<stem>.pseudo.fits")
+    p.add_argument(
+        "--rule",
+        choices=["cluster", "neighbourhood"],
+        help="which patches are persistence (default: pseudomask.rule)",
+    )
+    p.add_argument("--out", help="output folder (default: pseudomask.out)")
 
 
 def _run_pseudomask(args: argparse.Namespace) -> int:
     from slewdark.pseudomask import run_pseudomask
 
-    params = _params(args)
+    params = _params(args, {"pseudomask.rule": args.rule, "pseudomask.out": args.out})
     stats = run_pseudomask(params)
     log.info("wrote %d pseudo-masks to %s", stats["exposures"], params.pseudomask.out)
     return 0

@@ -619,6 +619,9 @@ class PseudomaskParams(Section):
     """Pseudo-label masks from the persistence clusters (``pseudomask`` stage)."""
 
     out: str = Field(description="output folder of <stem>.pseudo.fits")
+    rule: Literal["cluster", "neighbourhood"] = Field(
+        description="persistence patches: those of persistence clusters, or also those in their neighbourhood"
+    )
     segment: SegmentParams
     weight: PseudomaskWeightParams
     quality: PseudomaskQualityParams
@@ -680,6 +683,15 @@ class Params(Section):
     label: LabelParams
     pseudomask: PseudomaskParams
     robustness: RobustnessParams
+
+    @model_validator(mode="after")
+    def _neighbourhood_needs_the_stored_space(self) -> Params:
+        if self.pseudomask.rule == "neighbourhood" and self.umap.n_components != 2:
+            raise ValueError(
+                "pseudomask.rule neighbourhood needs umap.n_components 2: assignments.csv stores "
+                "the 2-D clustering space only then"
+            )
+        return self
 
     def heldout_simulation(self) -> SimulateParams:
         """The held-out set's simulation: ``simulate`` with ``heldout``'s own keys."""

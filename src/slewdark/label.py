@@ -440,7 +440,9 @@ def read_labels(path: str | Path) -> list[dict[str, Any]]:
 
 
 def read_assignments(cluster_dir: str | Path, n_patches: int) -> dict[str, np.ndarray]:
-    """``patch``, ``group``, ``cluster`` and ``probability`` of ``assignments.csv``, in patch order.
+    """``patch``, ``group``, ``cluster``, ``probability``, ``embedding`` (UMAP x, y) per patch, in order.
+
+    Read from ``assignments.csv``.
 
     Raises
     ------
@@ -464,6 +466,7 @@ def read_assignments(cluster_dir: str | Path, n_patches: int) -> dict[str, np.nd
         "group": np.array([r["group"] for r in records])[order],
         "cluster": np.array([int(r["cluster"]) for r in records], dtype=np.int64)[order],
         "probability": np.array([float(r["probability"]) for r in records])[order],
+        "embedding": np.array([[float(r["umap_x"]), float(r["umap_y"])] for r in records])[order],
     }
 
 

@@ -2,9 +2,15 @@
 
 For every exposure of ``index.csv`` and each of its detectors:
 
-1. every patch whose cluster is labelled persistence (``data/labels/clusters.yaml``)
-   is segmented with the study's four steps (:func:`slewdark.segment.segment`,
-   ``pseudomask.segment``); other patches get an empty mask;
+1. every persistence patch is segmented with the study's four steps
+   (:func:`slewdark.segment.segment`, ``pseudomask.segment``); other patches get
+   an empty mask. With ``pseudomask.rule: cluster`` a persistence patch is one
+   whose cluster is labelled persistence (``data/labels/clusters.yaml``); with
+   ``neighbourhood`` (the study's next steps 2-3,
+   :func:`slewdark.latent.neighbourhood.in_labelled_neighbourhood`) also one
+   within ``cluster.neighbourhood_threshold`` standard deviations of a
+   persistence cluster of its group in the UMAP space; these added patches are
+   not confident (weight ``weight.uncertain``);
 2. when the exposure names its previous exposure (``PREVFILE``), the patch masks
    are kept only where that exposure was bright (saturated, or median-filtered
    fluence at ``label.bright_level``, grown by ``label.bright_dilation``:
@@ -209,6 +215,25 @@ def reassemble(
     return mask, weight
 
 
+def neighbourhood_patches(
+    assignments: dict[str, np.ndarray], decisions: list[dict[str, Any]], params: Params
+) -> np.ndarray:
+    """Per patch: inside the neighbourhood of a persistence cluster of its group (study steps 2-3)."""
+    from slewdark.latent.neighbourhood import in_labelled_neighbourhood, load_group_models
+
+    labelled = {int(d["cluster"]) for d in decisions if d["persistence"]}
+    models = load_group_models(Path(params.cluster.out) / "models")
+    inside = in_labelled_neighbourhood(
+        models,
+        assignments["group"],
+        assignments["embedding"],
+        labelled,
+        params.cluster.neighbourhood_threshold,
+    )
+    log.info("neighbourhood rule: %d patches inside a persistence cluster's neighbourhood", int(inside.sum()))
+    return inside
+
+
 def segment_floor(params: Params) -> float:
     """``pseudomask.segment.min_sigma`` noise sigmas above the background, in patch units.
 
@@ -279,12 +304,12 @@ def run_pseudomask(params: Params) -> dict[str, Any]:
     index = read_index(params.patches.out)
     patches, usable = open_patches(params.patches.out)
     assignments = read_assignments(params.cluster.out, len(index["patch"]))
+    decisions = read_labels(params.label.out)
     persistence, confident = patch_labels(
-        assignments["cluster"],
-        assignments["probability"],
-        read_labels(params.label.out),
-        cfg.weight.min_probability,
+        assignments["cluster"], assignments["probability"], decisions, cfg.weight.min_probability
     )
+    if cfg.rule == "neighbourhood":
+        persistence |= neighbourhood_patches(assignments, decisions, params)
     stats = {"exposures": 0, "detectors": 0, "mask_pixels": 0, "confident_pixels": 0}
     data = {
         "patches": patches,
@@ -310,6 +335,7 @@ def run_pseudomask(params: Params) -> dict[str, Any]:
         params.tracking.uri,
         params.tracking.experiment,
         {"pseudomask": cfg.model_dump(exclude={"quality"})},
+        run_name=STAGE if cfg.rule == "cluster" else f"{STAGE}-{cfg.rule}",
     ) as run:
         run.log_metrics({k: float(v) for k, v in stats.items()})
     log.info("pseudo-masks: %s", stats)

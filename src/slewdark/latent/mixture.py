@@ -239,6 +239,11 @@ def assign_components(
     distance = np.empty(len(points), dtype=np.float32)
     for k in np.unique(component):
         rows = component == k
-        whitened = (points[rows] - model.means_[k]) @ _precision_cholesky(model, int(k))
-        distance[rows] = np.linalg.norm(whitened, axis=1)
+        distance[rows] = mahalanobis(model, points[rows], int(k))
     return component, probability, distance
+
+
+def mahalanobis(model: GaussianMixture, points: np.ndarray, component: int) -> np.ndarray:
+    """Mahalanobis distance (standard deviations) of ``(n, d)`` points to one component's mean."""
+    whitened = (points - model.means_[component]) @ _precision_cholesky(model, component)
+    return np.linalg.norm(whitened, axis=1).astype(np.float32)

@@ -11,6 +11,12 @@ distance is at most ``threshold`` standard deviations. In a 2-D clustering space
 Gaussian component holds ``1 - exp(-t^2 / 2)`` of its own points within
 distance ``t`` (98.9 % for ``t = 3``), so points beyond the threshold are ones the
 clusters of the training data do not explain.
+
+The study's next steps 2-3 (:func:`in_labelled_neighbourhood`): once clusters
+are labelled, a patch is persistence when it falls inside the neighbourhood of
+*any* persistence cluster of its group, not only when its most probable cluster
+is one: patches on the edge between a persistence cluster and a background one
+are kept.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from umap import UMAP
 
 from slewdark.errors import SlewdarkError
 from slewdark.io.atomic import atomic_path
-from slewdark.latent.mixture import assign_components
+from slewdark.latent.mixture import assign_components, mahalanobis
 from slewdark.latent.reduce import embed_rows
 
 MODEL_SUFFIX = ".joblib"
@@ -160,3 +166,47 @@ def load_group_models(folder: str | Path) -> dict[str, GroupModel]:
             raise SlewdarkError(f"{path}: not a cluster model written by slewdark cluster")
         models[model.group] = model
     return models
+
+
+def in_labelled_neighbourhood(
+    models: dict[str, GroupModel],
+    groups: np.ndarray,
+    embedding: np.ndarray,
+    labelled: set[int],
+    threshold: float,
+) -> np.ndarray:
+    """Per patch: within ``threshold`` standard deviations of a labelled cluster of its group.
+
+    Parameters
+    ----------
+    models
+        Group models (:func:`load_group_models`).
+    groups
+        Group name of every patch.
+    embedding
+        (n, k) points of the patches in their group's clustering space.
+    labelled
+        Global ids of the labelled (persistence) clusters.
+    threshold
+        Mahalanobis distance bounding a neighbourhood.
+
+    Returns
+    -------
+    ndarray
+        bool (n,).
+
+    Raises
+    ------
+    SlewdarkError
+        When a patch's group has no model.
+    """
+    inside = np.zeros(len(groups), dtype=bool)
+    for group in np.unique(groups):
+        if str(group) not in models:
+            raise SlewdarkError(f"group {group}: no fitted cluster model (run `slewdark cluster` again)")
+        model = models[str(group)]
+        rows = np.flatnonzero(groups == group)
+        for local, cluster in enumerate(model.cluster_ids):
+            if int(cluster) in labelled:
+                inside[rows] |= mahalanobis(model.mixture, embedding[rows], local) <= threshold
+    return inside
