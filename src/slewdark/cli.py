@@ -354,9 +354,25 @@ def _run_pseudomask_quality(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_heuristic_masks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "heuristic-masks", help="ablation: cluster-free heuristic masks of data.train -> <stem>.pseudo.fits"
+    )
+    p.add_argument("--out", help="output folder (default: ablation.heuristic_masks)")
+
+
+def _run_heuristic_masks(args: argparse.Namespace) -> int:
+    from slewdark.heuristic import run_heuristic_masks
+
+    params = _params(args)
+    run_heuristic_masks(params, args.out or params.ablation.heuristic_masks)
+    return 0
+
+
 COMMANDS["label"] = _run_label
 COMMANDS["pseudomask"] = _run_pseudomask
 COMMANDS["pseudomask-quality"] = _run_pseudomask_quality
+COMMANDS["heuristic-masks"] = _run_heuristic_masks
 
 
 # --- train-unet, predict -----------------------------------------------------------------
@@ -495,6 +511,7 @@ PARSERS = [
     _add_label,
     _add_pseudomask,
     _add_pseudomask_quality,
+    _add_heuristic_masks,
     _add_train_unet,
     _add_predict,
     _add_evaluate,

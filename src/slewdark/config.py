@@ -627,6 +627,13 @@ class PseudomaskParams(Section):
     quality: PseudomaskQualityParams
 
 
+class AblationParams(Section):
+    """What the unsupervised chain adds: UNets trained on other labels, scored beside the product."""
+
+    heuristic_masks: str = Field(description="folder of the cluster-free heuristic masks of data.train")
+    neighbourhood_masks: str = Field(description="folder of the neighbourhood-rule pseudo-masks")
+
+
 class RobustnessParams(Section):
     """Stress matrix (``simulate_stress``, ``robustness`` stages): the held-out simulation varied per set."""
 
@@ -682,6 +689,7 @@ class Params(Section):
     evaluate: EvaluateParams
     label: LabelParams
     pseudomask: PseudomaskParams
+    ablation: AblationParams
     robustness: RobustnessParams
 
     @model_validator(mode="after")

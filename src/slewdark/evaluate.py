@@ -80,7 +80,6 @@ from slewdark.metrics import (
 )
 from slewdark.patches import exposure_files, write_table
 from slewdark.plots.evaluate import plot_pr, plot_recall_amplitude, save_figure
-from slewdark.scaling import Scaling, scale_detector
 from slewdark.simulate.sky import previous_kind
 from slewdark.tracking import stage_run
 from slewdark.truth import truth_file
@@ -304,33 +303,13 @@ def physics_method(cfg: PhysicsBaselineParams) -> MethodFn:
 
 
 def heuristic_segmentation_method(params: Params) -> MethodFn:
-    """A cluster-free heuristic: the study's segmentation of the whole detector, gated on the bright map.
+    """The cluster-free heuristic (:mod:`slewdark.heuristic`) on each held-out detector."""
+    from slewdark.heuristic import HeuristicSegmentation
 
-    The detector is scaled as the patches are (``scaling``) and segmented with
-    the study's four steps (:func:`slewdark.segment.segment`,
-    ``pseudomask.segment``) over the whole detector; where the exposure names its
-    previous exposure, the mask is kept only where that exposure was bright
-    (:func:`slewdark.label.bright_map` with ``label.bright_level``,
-    ``bright_dilation``, ``bright_median``), as the ``pseudomask`` stage gates
-    its masks. Unlike the pseudo-masks the UNet learns from, there is no cluster
-    selection: this is what the segmentation alone achieves.
-    """
-    from slewdark.label import bright_map
-    from slewdark.pseudomask import segment_floor
-    from slewdark.segment import segment
-
-    label = params.label
-
-    scaling = Scaling(**params.scaling.model_dump())
-    floor = segment_floor(params)
+    heuristic = HeuristicSegmentation(params)
 
     def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
-        image01 = scale_detector(detector.data, detector.usable, scaling).image
-        mask = segment(image01, detector.usable, params.pseudomask.segment, floor)
-        prev = previous_detector(info, detector.detector)
-        if prev is not None:
-            mask &= bright_map(prev, label.bright_level, label.bright_dilation, label.bright_median)
-        return mask, None
+        return heuristic(detector, previous_detector(info, detector.detector)), None
 
     return run
 

@@ -234,6 +234,23 @@ def neighbourhood_patches(
     return inside
 
 
+def pseudo_mask_header(params: Params, product: str, comment: str) -> fits.Header:
+    """Primary header of a pseudo-mask file: version, params hash and ``PRODUCT``."""
+    header = fits.Header()
+    header["SDVER"] = (__version__, "slewdark version")
+    header["PARAMSHA"] = params_sha256(params)
+    header["PRODUCT"] = (product, comment)
+    return header
+
+
+def pseudo_mask_hdus(detector: str, mask: np.ndarray, weight: np.ndarray) -> Iterator[fits.ImageHDU]:
+    """``DETxy.MASK`` (uint8) and ``DETxy.WEIGHT`` (float32) extensions of one detector."""
+    for name, array in ((f"DET{detector}.MASK", mask), (f"DET{detector}.WEIGHT", weight)):
+        hdu = fits.ImageHDU(array, name=name)
+        hdu.header["DET_ID"] = detector
+        yield hdu
+
+
 def segment_floor(params: Params) -> float:
     """``pseudomask.segment.min_sigma`` noise sigmas above the background, in patch units.
 
@@ -281,10 +298,7 @@ def _detector_hdus(
         data["stats"]["mask_pixels"] += int(mask.sum())
         data["stats"]["confident_pixels"] += int((weight >= 1.0).sum())
         data["stats"]["detectors"] += 1
-        for name, array in ((f"DET{detector}.MASK", mask), (f"DET{detector}.WEIGHT", weight)):
-            hdu = fits.ImageHDU(array, name=name)
-            hdu.header["DET_ID"] = detector
-            yield hdu
+        yield from pseudo_mask_hdus(detector, mask, weight)
 
 
 def run_pseudomask(params: Params) -> dict[str, Any]:
@@ -318,10 +332,7 @@ def run_pseudomask(params: Params) -> dict[str, Any]:
         "confident": confident,
         "stats": stats,
     }
-    header = fits.Header()
-    header["SDVER"] = (__version__, "slewdark version")
-    header["PARAMSHA"] = params_sha256(params)
-    header["PRODUCT"] = ("PSEUDOMASK", "pseudo-label mask for UNet training")
+    header = pseudo_mask_header(params, "PSEUDOMASK", "pseudo-label mask for UNet training")
     stems = list(dict.fromkeys(index["exposure"]))
     for stem in tqdm(stems, desc="pseudomask", unit="exposure"):
         stem_rows = np.nonzero(index["exposure"] == stem)[0]
