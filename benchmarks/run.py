@@ -1,7 +1,7 @@
 """Run every benchmark (``benchmarks/bench_*.py``) in turn and print its figures.
 
 Run: ``make bench`` (or ``.venv/bin/python benchmarks/run.py [NAME ...]`` for some,
-e.g. ``simulate predict``). Each benchmark runs in its own process so that one's
+e.g. ``simulate predict predict_memory``). Each benchmark runs in its own process so that one's
 threads and memory do not disturb the next.
 """
 

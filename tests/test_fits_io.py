@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +175,15 @@ def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     garbled.write_bytes(bytes(raw))
     bad_key = exposure(tmp_path / "badkey.fits", EXPTIME="long")
     unit = exposure(tmp_path / "unit.fits", bunit="Jy")
+    cube = tmp_path / "cube.fits"
+    write_fits_atomic(
+        cube, fits.Header(), [fits.ImageHDU(np.zeros((3, 2040, 2040), np.float32), name="DET11.SCI")]
+    )
+    twice = tmp_path / "twice.fits"
+    sci = fits.ImageHDU(np.zeros((2040, 2040), np.float32), name="DET11.SCI")
+    write_fits_atomic(twice, fits.Header(), [sci, fits.ImageHDU(sci.data, name="DET12.SCI"), sci.copy()])
+    gz_truncated = tmp_path / "truncated.fits.gz"
+    gz_truncated.write_bytes(gzip.compress(good.read_bytes())[:-100])
     return {
         "truncated": (truncated, "truncated"),
         "not FITS": (text, "not a readable FITS file"),
@@ -182,6 +193,9 @@ def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "non-numeric keyword": (bad_key, "EXPTIME='long' is not a number"),
         "unknown unit": (unit, "BUNIT 'jy'"),
         "missing": (tmp_path / "absent.fits", "no such file"),
+        "3-D image": (cube, "DET11.SCI: shape (3, 2040, 2040) is not 2040x2040"),
+        "extension twice": (twice, "DET11.SCI appears twice (HDU 1 and HDU 3)"),
+        "truncated gzip": (gz_truncated, "truncated or corrupt compressed file"),
     }
 
 
@@ -202,3 +216,26 @@ def test_written_files_get_normal_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_gzip_exposure_reads_like_the_plain_file(tmp_path):
+    plain = exposure(tmp_path / "plain.fits", detectors=("22", "11"))
+    packed = tmp_path / "packed.FITS.GZ"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    info = read_info(packed)
+    assert info.detectors == ("22", "11") and info.obs_id == "obs1"
+    for det_plain, det_packed in zip(iter_detectors(plain), iter_detectors(packed), strict=True):
+        assert np.array_equal(det_plain.data, det_packed.data)
+
+
+def test_detectors_are_not_kept_in_memory_after_use(tmp_path):
+    path = exposure(tmp_path / "four.fits", detectors=("11", "12", "21", "22"))
+    one_detector = 2040 * 2040 * 4
+    tracemalloc.start()
+    try:
+        for detector in iter_detectors(path):
+            del detector
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * one_detector, f"peak {peak / one_detector:.1f} detectors"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 import subprocess
 import sys
@@ -15,15 +16,19 @@ from astropy.io import fits
 from slewdark.cli import main
 from slewdark.io.fits import file_sha256
 from slewdark.models.unet import build_unet
+from slewdark.patches import exposure_files
 from slewdark.predict import (
     PredictOptions,
     UnetModel,
     checkpoint_payload,
+    default_model,
     load_unet,
     output_path,
     predict_files,
+    provenance_header,
 )
 from slewdark.scaling import Scaling
+from slewdark.tracking import git_revision
 from slewdark.unet_input import BrightVeto, Normalisation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +69,11 @@ def write_exposure(path: Path, detectors: tuple[str, ...], seed: int, with_dq: b
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised tiny UNet checkpoint whose head bias puts the threshold mid-distribution."""
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "unet.pt")
+
+
+def save_tiny_model(path: Path) -> Path:
+    """Write the checkpoint of :func:`tiny_model` to ``path``."""
     torch.manual_seed(0)
     network = build_unet(**ARCH).eval()
     unet = UnetModel(
@@ -83,7 +93,6 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         x = torch.from_numpy(SCALING.squash(np.random.default_rng(0).standard_normal((1, 1, 64, 64))))
         median_logit = float(network(x).median())
         network.segmentation_head[0].bias -= median_logit
-    path = tmp_path_factory.mktemp("model") / "unet.pt"
     torch.save(checkpoint_payload(unet), path)
     return path
 
@@ -270,3 +279,130 @@ def test_a_folder_input_predicts_its_exposures_without_companions(tiny_model: Pa
     argv = ["--params", str(REPO / "params.yaml"), "predict", str(folder), "--out", str(out)]
     assert main([*argv, "--model", str(tiny_model), "--device", "cpu"]) == 0
     assert [p.name for p in out.iterdir()] == ["sd_0.mask.fits"]
+
+
+def test_predict_runs_from_any_folder_without_params_yaml(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exposure = write_exposure(tmp_path / "exp_e.fits", ("11",), seed=9)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    argv = ["predict", str(exposure), "--out", "masks", "--model", str(tiny_model), "--device", "cpu"]
+    assert main(argv) == 0
+    assert not (elsewhere / "params.yaml").exists()
+    with fits.open(elsewhere / "masks" / "exp_e.mask.fits") as hdul:
+        header = hdul[0].header
+        assert all(str(header[key]) != "" for key in PROVENANCE)
+        assert header["GITREV"] == git_revision(REPO) != "unknown"  # the code's repository, not the cwd
+        assert [hdu.name for hdu in hdul[1:]] == ["DET11.MASK", "DET11.PROB"]  # built-in write_prob
+
+
+def test_an_unknown_code_revision_says_so_in_the_header(tiny_model: Path) -> None:
+    unet = load_unet(tiny_model, torch.device("cpu"))
+    header = provenance_header(unet, "0" * 64, "unknown", "obs")
+    assert header["GITREV"] == "unknown"
+    assert header.comments["GITREV"] == "not run from a git checkout: see SDVER"
+    assert provenance_header(unet, "0" * 64, "abc123", "obs").comments["GITREV"] == ""
+
+
+def test_the_default_model_is_the_repositorys_wherever_predict_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert default_model() == REPO / "models" / "unet.pt"
+
+
+def test_a_detector_without_usable_pixel_gets_an_empty_mask_saying_why(
+    tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    exposure = write_exposure(tmp_path / "holes.fits", ("11", "12", "13"), seed=10, with_dq=True)
+    with fits.open(exposure, mode="update") as hdul:
+        hdul["DET12.SCI"].data[:] = np.nan
+        hdul["DET13.DQ"].data[:] = 1  # INVALID everywhere
+    out = tmp_path / "pred"
+    with caplog.at_level(logging.WARNING, logger="slewdark.predict"):
+        status = main(
+            ["predict", str(exposure), "--out", str(out), "--model", str(tiny_model), "--device", "cpu"]
+        )
+    assert status == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert "DET12: no usable pixel" in warnings[0] and "DET13: no usable pixel" in warnings[1]
+    with fits.open(out / "holes.mask.fits") as hdul:
+        assert "NOMASK" not in hdul["DET11.MASK"].header and hdul["DET11.MASK"].data.any()
+        for det in ("12", "13"):
+            assert hdul[f"DET{det}.MASK"].header["NOMASK"] == "no usable pixel"
+            assert hdul[f"DET{det}.MASK"].data.shape == (SIDE, SIDE)
+            assert not hdul[f"DET{det}.MASK"].data.any() and not hdul[f"DET{det}.PROB"].data.any()
+
+
+def test_two_inputs_for_one_product_are_refused_up_front(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = write_exposure(tmp_path / "x.fits", ("11",), seed=11)
+    (tmp_path / "night2").mkdir()
+    second = write_exposure(tmp_path / "night2" / "x.fits", ("11",), seed=12)
+    out = tmp_path / "pred"
+    out.mkdir()
+    (out / "x.mask.fits").write_bytes(b"an earlier good product")
+    status = main(["predict", str(first), str(second), "--out", str(out), "--model", str(tiny_model)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"both {first} and {second} would be written there" in err
+    assert [p.name for p in out.iterdir()] == ["x.mask.fits"]
+    assert (out / "x.mask.fits").read_bytes() == b"an earlier good product"
+
+
+def test_an_out_that_is_a_file_is_reported_once(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = [str(write_exposure(tmp_path / f"e{k}.fits", ("11",), seed=k)) for k in (13, 14)]
+    out = tmp_path / "results.txt"
+    out.write_text("keep me\n")
+    status = main(["predict", *inputs, "--out", str(out), "--model", str(tiny_model)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err == f"slewdark predict: error: {out}: --out is an existing file, not a folder\n"
+    assert out.read_text() == "keep me\n"
+
+
+def test_weights_that_do_not_fit_their_arch_are_one_line(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = torch.load(tiny_model, weights_only=True)
+    saved["arch"] = {**saved["arch"], "decoder_channels": [16, 8, 4]}
+    bad = tmp_path / "bad.pt"
+    torch.save(saved, bad)
+    exposure = write_exposure(tmp_path / "exp_f.fits", ("11",), seed=15)
+    status = main(["predict", str(exposure), "--out", str(tmp_path / "pred"), "--model", str(bad)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith(f"slewdark predict: error: {bad}: weights do not fit the network of its arch:")
+    assert "of another shape (first: decoder." in err and err.count("\n") == 1
+    assert not (tmp_path / "pred").exists()
+
+
+def test_folder_inputs_find_every_fits_spelling_but_no_companion(tmp_path: Path) -> None:
+    names = ["a.fits", "b.fit", "c.FITS", "d.fits.gz", "e.Fit"]
+    companions = ["a.prev.fits", "a.truth.fits", "d.prev.fits.gz", "old.MASK.FITS", "a.pseudo.fits"]
+    others = [".a.mask.fits.123.abc.tmp", "notes.txt", "f.fits.bak"]
+    for name in names + companions + others:
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in exposure_files(tmp_path)] == sorted(names)
+
+
+def test_a_gzip_exposure_in_a_folder_is_predicted(tiny_model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "night"
+    folder.mkdir()
+    plain = write_exposure(tmp_path / "sd_2.fits", ("11",), seed=16)
+    (folder / "sd_2.fits.gz").write_bytes(gzip.compress(plain.read_bytes(), compresslevel=1))
+    fits.HDUList([fits.PrimaryHDU()]).writeto(folder / "sd_2.truth.fits.gz")
+    out = tmp_path / "pred"
+    assert (
+        main(["predict", str(folder), "--out", str(out), "--model", str(tiny_model), "--device", "cpu"]) == 0
+    )
+    with fits.open(out / "sd_2.mask.fits") as hdul:
+        assert hdul[0].header["INPUTSHA"] == file_sha256(folder / "sd_2.fits.gz")
+        assert hdul["DET11.MASK"].data.shape == (SIDE, SIDE) and hdul["DET11.MASK"].data.any()

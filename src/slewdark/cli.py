@@ -3,21 +3,29 @@
 Each sub-command is thin: parse arguments, load and validate ``params.yaml``,
 call the library function, report. Errors that a user can fix
 (:class:`~slewdark.errors.SlewdarkError`) become one line on stderr and a
-non-zero exit status, never a traceback.
+non-zero exit status, never a traceback; so do SIGTERM during ``predict``
+(exit 143) and a reader that closes the pipe early (``slewdark inspect F | head``,
+exit 141, as a process killed by SIGPIPE).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slewdark import __version__
 from slewdark.config import DEFAULT_PARAMS, Params, load_params
-from slewdark.errors import SlewdarkError
+from slewdark.errors import SlewdarkError, Terminated
+
+if TYPE_CHECKING:
+    from slewdark.predict import PredictOptions
 
 log = logging.getLogger("slewdark")
 
@@ -28,7 +36,7 @@ COMMANDS: dict[str, Handler] = {}
 def _params(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Params:
     """Load params.yaml with the command's overrides (flags left as None are ignored)."""
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
-    return load_params(args.params, given)
+    return load_params(args.params or DEFAULT_PARAMS, given)
 
 
 # --- simulate -------------------------------------------------------------------------
@@ -127,7 +135,7 @@ def _run_profile(args: argparse.Namespace) -> int:
 
     from slewdark.profiles import dvc_set_args
 
-    print(shlex.join(dvc_set_args(args.name, args.params)))
+    print(shlex.join(dvc_set_args(args.name, args.params or DEFAULT_PARAMS)))
     return 0
 
 
@@ -411,25 +419,56 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
         "--model",
-        help="checkpoint path or registry URI models:/NAME@ALIAS (default: params unet.model)",
+        help="checkpoint path or registry URI models:/NAME@ALIAS (default: params unet.model, "
+        "without params.yaml the repository's models/unet.pt)",
     )
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params device")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params device, else auto")
     p.add_argument("--dq", action="store_true", help="also write DETxy.DQ with the persistence bit set")
+
+
+@dataclass(frozen=True)
+class _PredictSetup:
+    """What ``slewdark predict`` runs with: from the flags, then params.yaml, then built-in defaults."""
+
+    model: str
+    device: str
+    tracking_uri: str | None
+    options: PredictOptions
+
+
+def _predict_setup(args: argparse.Namespace) -> _PredictSetup:
+    """Settings of ``predict``: params.yaml only when ``--params`` names it or the current folder has it."""
+    from slewdark.predict import PredictOptions, default_model, default_tracking_uri
+
+    if args.params is None and not DEFAULT_PARAMS.is_file():
+        return _PredictSetup(
+            model=args.model or str(default_model()),
+            device=args.device or "auto",
+            tracking_uri=default_tracking_uri(),
+            options=PredictOptions(with_dq=args.dq),
+        )
+    params = _params(args, {"device": args.device})
+    cfg = params.predict
+    return _PredictSetup(
+        model=args.model or params.unet.model,
+        device=params.device,
+        tracking_uri=params.tracking.uri,
+        options=PredictOptions(cfg.batch_size, cfg.write_prob, args.dq, cfg.num_threads, cfg.autocast),
+    )
 
 
 def _run_predict(args: argparse.Namespace) -> int:
     from slewdark.patches import exposure_files
-    from slewdark.predict import PredictOptions, load_unet, predict_files
+    from slewdark.predict import load_unet, plan_outputs, predict_files
     from slewdark.training import resolve_device
 
     inputs = [f for path in args.inputs for f in (exposure_files(path) if path.is_dir() else [path])]
     if not inputs:
         raise SlewdarkError(f"no exposure in {', '.join(map(str, args.inputs))}")
-    params = _params(args, {"device": args.device})
-    cfg = params.predict
-    model = load_unet(args.model or params.unet.model, resolve_device(params.device), params.tracking.uri)
-    options = PredictOptions(cfg.batch_size, cfg.write_prob, args.dq, cfg.num_threads, cfg.autocast)
-    report = predict_files(inputs, args.out, model, options)
+    plan_outputs(inputs, args.out)
+    setup = _predict_setup(args)
+    model = load_unet(setup.model, resolve_device(setup.device), setup.tracking_uri)
+    report = predict_files(inputs, args.out, model, setup.options)
     log.info("wrote %d of %d masks to %s", len(report.written), len(inputs), args.out)
     if report.failed:
         print(f"slewdark predict: {len(report.failed)} of {len(inputs)} files failed", file=sys.stderr)
@@ -525,7 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slewdark", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"slewdark {__version__}")
     parser.add_argument(
-        "--params", type=Path, default=DEFAULT_PARAMS, help="parameter file (default: params.yaml)"
+        "--params",
+        type=Path,
+        help="parameter file (default: params.yaml; predict runs without one, see predict --help)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -550,6 +591,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"slewdark {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as stop:
+        print(f"slewdark {args.command}: terminated, temporary files removed", file=sys.stderr)
+        return 128 + stop.signum
+    except BrokenPipeError:
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush to a closed pipe stays quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -28,3 +28,20 @@ class ContractError(SlewdarkError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM); raised so that temporary files are removed on the way out.
+
+    A ``BaseException``, so that a batch's per-file error handling does not
+    swallow it.
+
+    Parameters
+    ----------
+    signum
+        The signal received.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"terminated by signal {signum}")

@@ -32,13 +32,15 @@ from tqdm import tqdm
 from slewdark.background import remove_background
 from slewdark.errors import ContractError, SlewdarkError
 from slewdark.io.atomic import atomic_path
+from slewdark.io.fits import exposure_stem, exposure_suffix
 from slewdark.scaling import Scaling, scale_detector
 
 log = logging.getLogger(__name__)
 
 INDEX_COLUMNS = ("patch", "exposure", "file", "detector", "channel", "row", "col", "split", "usable_fraction")
 SPLITS = ("train", "val", "test")
-COMPANION_SUFFIXES = (".prev.fits", ".truth.fits", ".mask.fits", ".pseudo.fits")
+COMPANION_KINDS = (".prev", ".truth", ".mask", ".pseudo")
+"""``<stem><kind>.fits``: the simulator's companions and the products, never exposures themselves."""
 ACTIVE_SIZE = 2040  # active pixels per detector side (the reader strips the reference border)
 
 
@@ -172,16 +174,24 @@ def _split_labels(n: int, fractions: tuple[float, float, float], at_least_one: b
 
 
 def exposure_files(folder: str | Path) -> list[Path]:
-    """The exposures of a folder: ``*.fits`` without the simulator's and products' companions, sorted."""
+    """The exposures of a folder, sorted.
+
+    Files named ``*.fits``, ``*.fit``, ``*.fts`` or ``*.fits.gz`` in any case
+    (:data:`slewdark.io.fits.EXPOSURE_SUFFIXES`), hidden files and the
+    simulator's and products' companions (``<stem>.prev.fits``,
+    ``.truth``, ``.mask``, ``.pseudo``, any case and compression) left out.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise SlewdarkError(f"{folder}: no such folder of exposures (run 'slewdark simulate' first?)")
-    return sorted(p for p in folder.glob("*.fits") if not p.name.endswith(COMPANION_SUFFIXES))
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_exposure_name(p))
 
 
-def exposure_stem(path: str | Path) -> str:
-    """The exposure name used in every product: the file name without ``.fits``."""
-    return Path(path).name.removesuffix(".fits")
+def is_exposure_name(path: str | Path) -> bool:
+    """Whether a file name is an exposure's: FITS suffix, not hidden, not a companion."""
+    if exposure_suffix(path) is None or Path(path).name.startswith("."):
+        return False
+    return not exposure_stem(path).lower().endswith(COMPANION_KINDS)
 
 
 @dataclass

@@ -10,18 +10,26 @@ channels-last layout, bfloat16 autocast on CPUs that support it natively; see
 written as ``<stem>.mask.fits`` (``DETxy.MASK``, ``DETxy.PROB``, optional
 ``DETxy.DQ``) with the provenance keywords of the data contract. Everything the
 prediction depends on (architecture, normalisation, tile geometry, threshold)
-comes from the checkpoint, so ``params.yaml`` is not needed.
+comes from the checkpoint, so ``params.yaml`` is not needed: the run settings
+have built-in defaults (:class:`PredictOptions`) and the default model is the
+one in the repository slewdark runs from (:func:`default_model`).
 
-A file that breaks the contract is reported in one line and skipped; the
+A file that breaks the contract is reported in one line and skipped; a
+detector without any usable pixel gets an all-zero mask marked ``NOMASK``. Two
+inputs that would write the same product are refused before anything runs. The
 product is written to a temporary name and renamed only when complete, so an
-existing good output is never replaced by a partial one.
+existing good output is never replaced by a partial one; SIGTERM removes the
+temporary file on the way out, and a run removes those that killed runs left.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Iterator, Sequence
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,16 +41,30 @@ from torch import nn
 from tqdm import tqdm
 
 from slewdark import __version__
-from slewdark.errors import ContractError, SlewdarkError
-from slewdark.io.fits import MaskLayers, file_sha256, iter_detectors, read_info, write_mask_product
+from slewdark.errors import ContractError, SlewdarkError, Terminated
+from slewdark.io.atomic import remove_stale_temporaries
+from slewdark.io.fits import (
+    DetectorImage,
+    MaskLayers,
+    exposure_stem,
+    file_sha256,
+    iter_detectors,
+    read_info,
+    write_mask_product,
+)
 from slewdark.models.unet import build_unet, fuse_for_inference
 from slewdark.tiling import TileBlender, iter_tile_batches, tile_origins
-from slewdark.tracking import git_revision
+from slewdark.tracking import UNKNOWN_REVISION, code_revision, package_repository
 from slewdark.unet_input import BrightVeto, Normalisation, detector_input, optional_previous_exposure
 
 log = logging.getLogger(__name__)
 
 REGISTRY_SCHEME = "models:/"
+DEFAULT_MODEL = Path("models/unet.pt")
+"""The model the pipeline trains, relative to the repository."""
+PRODUCT_SUFFIX = ".mask.fits"
+NO_USABLE_PIXEL = "no usable pixel"
+"""``NOMASK`` of a detector whose pixels are all NaN or flagged unusable in DQ."""
 CHECKPOINT_KEYS = ("state_dict", "arch", "normalisation", "tile", "overlap", "threshold")
 FILE_ERRORS = (SlewdarkError, OSError, ValueError)
 
@@ -126,6 +148,8 @@ class UnetModel:
 class PredictOptions:
     """How ``slewdark predict`` runs; none of these change the mask.
 
+    The defaults are those of ``params.yaml`` ``predict``, used without it.
+
     Attributes
     ----------
     batch_size
@@ -142,11 +166,11 @@ class PredictOptions:
         mask of a few borderline pixels; see ``benchmarks/bench_predict.py``).
     """
 
-    batch_size: int
-    write_prob: bool
-    with_dq: bool
-    num_threads: int
-    autocast: bool
+    batch_size: int = 2
+    write_prob: bool = True
+    with_dq: bool = False
+    num_threads: int = 0
+    autocast: bool = True
 
 
 @dataclass
@@ -173,6 +197,31 @@ def checkpoint_payload(unet: UnetModel) -> dict[str, Any]:
     }
 
 
+def default_model() -> Path:
+    """``models/unet.pt`` of the repository slewdark runs from, wherever the current folder is.
+
+    Raises
+    ------
+    SlewdarkError
+        When slewdark is installed outside its repository: then the model must be named.
+    """
+    repo = package_repository()
+    if repo is None:
+        raise SlewdarkError(
+            "no default model: slewdark is not installed from its repository; "
+            "pass --model PATH or --model models:/NAME@ALIAS"
+        )
+    return repo / DEFAULT_MODEL
+
+
+def default_tracking_uri() -> str | None:
+    """The MLflow store of the repository slewdark runs from (``mlflow.db``), None when there is none."""
+    repo = package_repository()
+    if repo is None or not (repo / "mlflow.db").is_file():
+        return None
+    return f"sqlite:///{repo / 'mlflow.db'}"
+
+
 def load_unet(model: str | Path, device: torch.device, tracking_uri: str | None = None) -> UnetModel:
     """Load ``models/unet.pt`` from a path, or a registered model from ``models:/NAME@ALIAS``.
 
@@ -195,7 +244,8 @@ def load_unet(model: str | Path, device: torch.device, tracking_uri: str | None 
     Raises
     ------
     SlewdarkError
-        When the file is missing or is not a UNet checkpoint.
+        When the file is missing, is not a UNet checkpoint, or its weights do not
+        fit the network its ``arch`` builds.
     """
     source = str(model)
     path = Path(source)
@@ -212,9 +262,7 @@ def load_unet(model: str | Path, device: torch.device, tracking_uri: str | None 
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(saved, dict) or key not in saved]
     if missing:
         raise SlewdarkError(f"{path}: not a UNet checkpoint, missing {missing}")
-    network = build_unet(**saved["arch"])
-    network.load_state_dict(saved["state_dict"])
-    network = network.to(device).eval().to(memory_format=torch.channels_last)
+    network = _checkpoint_network(path, saved).to(device).eval().to(memory_format=torch.channels_last)
     return UnetModel(
         network=network,
         arch=dict(saved["arch"]),
@@ -228,6 +276,50 @@ def load_unet(model: str | Path, device: torch.device, tracking_uri: str | None 
         registered_version=saved.get("registered_version"),
         params_sha=str(saved.get("params_sha") or ""),
     )
+
+
+def _checkpoint_network(path: Path, saved: Mapping[str, Any]) -> nn.Module:
+    """The network of a checkpoint's ``arch`` with its weights, or one line saying why not."""
+    try:
+        network = build_unet(**saved["arch"])
+    except Exception as error:  # the arch is data from a file: any failure to build is its fault
+        raise SlewdarkError(f"{path}: its arch does not build a UNet ({_first_line(error)})") from None
+    problem = weights_mismatch(network.state_dict(), saved["state_dict"])
+    if problem:
+        raise SlewdarkError(f"{path}: weights do not fit the network of its arch: {problem}")
+    network.load_state_dict(saved["state_dict"])
+    return network
+
+
+def weights_mismatch(expected: Mapping[str, torch.Tensor], given: Any) -> str | None:
+    """What keeps ``given`` from loading into a network whose state dict is ``expected``, None if nothing.
+
+    Returns
+    -------
+    str or None
+        Missing, unexpected and reshaped tensors, counted, with the first of each.
+    """
+    if not isinstance(given, Mapping):
+        return f"state_dict is a {type(given).__name__}, not a mapping of tensors"
+    missing = sorted(expected.keys() - given.keys())
+    unexpected = sorted(given.keys() - expected.keys())
+    reshaped = [
+        f"{key} {tuple(getattr(given[key], 'shape', ()))} for {tuple(expected[key].shape)}"
+        for key in sorted(expected.keys() & given.keys())
+        if getattr(given[key], "shape", None) != expected[key].shape
+    ]
+    parts = [
+        f"{len(items)} {kind} (first: {items[0]})"
+        for kind, items in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
+        if items
+    ]
+    return "; ".join(parts) or None
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error message, or the error's type."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
@@ -290,25 +382,63 @@ def predict_probability(
 
 
 def output_path(path: Path, out_dir: Path) -> Path:
-    """``DIR/<stem>.mask.fits`` of an input ``<stem>.fits``."""
-    name = path.name
-    for suffix in (".fits.gz", ".fits", ".fit", ".fts"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return out_dir / f"{name}.mask.fits"
+    """``DIR/<stem>.mask.fits`` of an input ``<stem>.fits`` (or ``.fit``, ``.fits.gz``, any case)."""
+    return out_dir / f"{exposure_stem(path)}{PRODUCT_SUFFIX}"
+
+
+def plan_outputs(paths: Sequence[str | Path], out_dir: str | Path) -> dict[Path, Path]:
+    """The product of every input, checked before anything is written.
+
+    An input named twice (the same file) is predicted once.
+
+    Parameters
+    ----------
+    paths
+        Input files.
+    out_dir
+        Output folder.
+
+    Returns
+    -------
+    dict
+        Input path to product path, in input order.
+
+    Raises
+    ------
+    SlewdarkError
+        When ``out_dir`` exists and is not a folder, or when two different
+        inputs would write the same product (same stem in different folders).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SlewdarkError(f"{out_dir}: --out is an existing file, not a folder")
+    plan: dict[Path, Path] = {}
+    writers: dict[Path, Path] = {}
+    for path in map(Path, paths):
+        out = output_path(path, out_dir)
+        first = writers.setdefault(out, path)
+        if first.resolve() != path.resolve():
+            raise SlewdarkError(
+                f"{out}: both {first} and {path} would be written there; "
+                "rename one or predict them into separate --out folders"
+            )
+        plan.setdefault(first, out)
+    return plan
 
 
 def provenance_header(unet: UnetModel, input_sha: str, git_rev: str, obs_id: str) -> fits.Header:
     """Primary header of a mask product: the contract's provenance keywords.
 
-    ``GITREV`` (git revision), ``MODEL`` (model path or registry URI),
+    ``GITREV`` (git revision of the running code, ``unknown`` with a comment
+    when it is not a git checkout), ``MODEL`` (model path or registry URI),
     ``PARAMSHA`` (sha256 of the params that trained the model) and ``INPUTSHA``
     (sha256 of the input file) carry no comment: their values fill the card.
     """
     header = fits.Header()
     header["SDVER"] = (__version__, "slewdark version")
     header["GITREV"] = git_rev
+    if git_rev == UNKNOWN_REVISION:
+        header.comments["GITREV"] = "not run from a git checkout: see SDVER"
     header["MODEL"] = unet.source
     header["MLRUN"] = (unet.mlflow_run_id, "MLflow run id of the model")
     header["MODELVER"] = (str(unet.registered_version or ""), "registered model version")
@@ -329,35 +459,60 @@ def _exposure_layers(
     """Mask layers of every detector of an exposure, one detector in memory at a time."""
     info = read_info(path)
     prev_path = optional_previous_exposure(info) if unet.in_channels == 2 else None
-    dtype = autocast_dtype(unet.device, options.autocast)
     for detector in iter_detectors(path):
-        image = detector_input(path, detector, unet.normalisation, unet.in_channels, prev_path)
-        prob = predict_probability(
-            unet.inference_network(), image, unet.tile, unet.overlap, options.batch_size, dtype
-        )
-        prob[~detector.usable] = 0.0
-        mask = unet.mask(prob, image, detector.usable).astype(np.uint8)
+        if detector.usable.any():
+            layers = _detector_layers(path, detector, unet, options, prev_path)
+        else:
+            log.warning("%s: DET%s: %s, its MASK is all zero", path, detector.detector, NO_USABLE_PIXEL)
+            layers = _empty_layers(detector, options)
+        del detector  # not kept while its layers are written and the next detector is read
         progress.update(1)
-        yield MaskLayers(
-            detector=detector.detector,
-            mask=mask,
-            prob=prob if options.write_prob else None,
-            dq=detector.dq,
-            persist_bit=detector.persist_bit,
-        )
+        yield layers
+
+
+def _detector_layers(
+    path: Path, detector: DetectorImage, unet: UnetModel, options: PredictOptions, prev_path: Path | None
+) -> MaskLayers:
+    """The mask layers of one detector with usable pixels."""
+    image = detector_input(path, detector, unet.normalisation, unet.in_channels, prev_path)
+    dtype = autocast_dtype(unet.device, options.autocast)
+    prob = predict_probability(
+        unet.inference_network(), image, unet.tile, unet.overlap, options.batch_size, dtype
+    )
+    prob[~detector.usable] = 0.0
+    return MaskLayers(
+        detector=detector.detector,
+        mask=unet.mask(prob, image, detector.usable).astype(np.uint8),
+        prob=prob if options.write_prob else None,
+        dq=detector.dq,
+        persist_bit=detector.persist_bit,
+    )
+
+
+def _empty_layers(detector: DetectorImage, options: PredictOptions) -> MaskLayers:
+    """The layers of a detector without any usable pixel: nothing flagged, and why (``NOMASK``)."""
+    zeros = np.zeros(detector.usable.shape, np.float32)
+    return MaskLayers(
+        detector=detector.detector,
+        mask=zeros.astype(np.uint8),
+        prob=zeros if options.write_prob else None,
+        dq=detector.dq,
+        persist_bit=detector.persist_bit,
+        no_mask=NO_USABLE_PIXEL,
+    )
 
 
 def predict_exposure(
-    path: str | Path, out_dir: str | Path, unet: UnetModel, options: PredictOptions, git_rev: str
+    path: str | Path, out: str | Path, unet: UnetModel, options: PredictOptions, git_rev: str
 ) -> Path:
-    """Predict one exposure and write ``out_dir/<stem>.mask.fits`` atomically.
+    """Predict one exposure and write its product ``out`` atomically.
 
     Parameters
     ----------
     path
         Input slew-dark FITS file.
-    out_dir
-        Output folder (created if needed).
+    out
+        The product, ``<out_dir>/<stem>.mask.fits`` (:func:`plan_outputs`); its folder is created if needed.
     unet
         The model.
     options
@@ -379,7 +534,7 @@ def predict_exposure(
     if not path.is_file():
         raise ContractError(path, "no such file")
     info = read_info(path)
-    out = output_path(path, Path(out_dir))
+    out = Path(out)
     header = provenance_header(unet, file_sha256(path), git_rev, info.obs_id)
     with tqdm(total=len(info.detectors), desc=path.name, unit="det", leave=False) as progress:
         write_mask_product(out, header, _exposure_layers(path, unet, options, progress), options.with_dq)
@@ -390,6 +545,12 @@ def predict_files(
     paths: Sequence[str | Path], out_dir: str | Path, unet: UnetModel, options: PredictOptions
 ) -> PredictReport:
     """Predict a batch of exposures; a bad file is logged in one line and skipped.
+
+    Before anything runs the products are planned (:func:`plan_outputs`: two
+    inputs for one product, or an ``out_dir`` that is a file, stop the batch)
+    and the temporary files that killed runs left in ``out_dir`` are removed.
+    While it runs, SIGTERM raises :class:`~slewdark.errors.Terminated`, so the
+    product being written is removed before the process exits.
 
     Parameters
     ----------
@@ -406,17 +567,50 @@ def predict_files(
     -------
     PredictReport
         Written products and failures, in input order.
+
+    Raises
+    ------
+    SlewdarkError
+        When the products cannot be planned (:func:`plan_outputs`).
+    Terminated
+        On SIGTERM.
     """
-    git_rev = git_revision()
+    plan = plan_outputs(paths, out_dir)
+    for stale in remove_stale_temporaries(out_dir, PRODUCT_SUFFIX):
+        log.warning("removed %s, the temporary file of a killed run", stale)
+    git_rev = code_revision()
     if options.num_threads > 0:
         torch.set_num_threads(options.num_threads)
     torch.set_flush_denormal(True)
     report = PredictReport()
-    for path in tqdm(paths, desc="predict", unit="exposure"):
-        try:
-            report.written.append(predict_exposure(path, out_dir, unet, options, git_rev))
-        except FILE_ERRORS as error:
-            problem = str(error) if isinstance(error, ContractError) else f"{path}: {error}"
-            log.error("skipped %s", problem)
-            report.failed.append((Path(path), problem))
+    with sigterm_raises():
+        for path, out in tqdm(plan.items(), desc="predict", unit="exposure"):
+            try:
+                report.written.append(predict_exposure(path, out, unet, options, git_rev))
+            except FILE_ERRORS as error:
+                problem = str(error) if isinstance(error, ContractError) else f"{path}: {error}"
+                log.error("skipped %s", problem)
+                report.failed.append((path, problem))
     return report
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into :class:`~slewdark.errors.Terminated` inside the block.
+
+    The exception unwinds through :func:`slewdark.io.atomic.atomic_path`, which
+    removes the temporary file. Signal handlers belong to the main thread: in
+    any other thread the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -30,8 +30,31 @@ def tracking_uri(default: str) -> str:
     return os.environ.get(ENV_URI) or default
 
 
+UNKNOWN_REVISION = "unknown"
+"""``GITREV`` of code that does not run from a git checkout (installed from a wheel, or no git)."""
 PRODUCT_PATHSPECS = (":(top,exclude)dvc.lock", ":(top,exclude)metrics", ":(top,exclude)plots")
 """Tracked paths that the pipeline writes: not counted as uncommitted changes."""
+
+
+def package_repository() -> Path | None:
+    """The source checkout this slewdark is imported from, or None when installed elsewhere.
+
+    A checkout holds the package as ``<repo>/src/slewdark`` beside ``<repo>/pyproject.toml``
+    (an editable install, or ``PYTHONPATH=<repo>/src``), whatever the current folder.
+    """
+    package = Path(__file__).resolve().parent
+    repo = package.parents[1]
+    return repo if package.parent.name == "src" and (repo / "pyproject.toml").is_file() else None
+
+
+def code_revision() -> str:
+    """The git revision of the running code (:func:`git_revision` of :func:`package_repository`).
+
+    Not the current folder's: a product made from anywhere names the code that
+    made it. :data:`UNKNOWN_REVISION` when the package is not in a git checkout.
+    """
+    repo = package_repository()
+    return UNKNOWN_REVISION if repo is None else git_revision(repo)
 
 
 def git_revision(repo: str | Path = ".") -> str:
@@ -53,7 +76,7 @@ def git_revision(repo: str | Path = ".") -> str:
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return UNKNOWN_REVISION
     return f"{rev}-dirty" if dirty else rev
 
 

@@ -2,9 +2,11 @@
 
 Reading is lazy and per detector: :func:`read_info` parses the primary header and
 checks the layout of every ``DETxy.SCI`` extension without loading pixel data, and
-:func:`iter_detectors` yields one :class:`DetectorImage` at a time, so a 16-detector
-exposure never sits whole in memory. Every contract violation (not FITS, truncated,
-no detector extension, wrong shape, unreadable header, unknown unit) raises
+:func:`iter_detectors` yields one :class:`DetectorImage` at a time and drops the
+file's arrays of that detector before reading the next, so a 16-detector exposure
+never sits whole in memory. Files may be gzip- or bzip2-compressed (``.fits.gz``).
+Every contract violation (not FITS, truncated, no detector extension, a detector
+extension twice, wrong shape, unreadable header, unknown unit) raises
 :class:`~slewdark.errors.ContractError` naming the file and the problem.
 
 Writing goes through :func:`write_fits_atomic`: a temporary file beside the target
@@ -13,13 +15,16 @@ is renamed into place only when complete.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
+import gzip
 import hashlib
 import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -32,6 +37,14 @@ ACTIVE = 2040
 FULL = 2048
 BORDER = (FULL - ACTIVE) // 2
 SCI_NAME = re.compile(r"^DET([1-4][1-4])\.SCI$")
+DETECTOR_NAME = re.compile(r"^DET[1-4][1-4]\.")
+EXPOSURE_SUFFIXES = (".fits.gz", ".fit.gz", ".fits", ".fit", ".fts")
+"""File names of exposures (any case), longest first: the contract's ``.fits``, ``.fit``, ``.fits.gz``."""
+DECOMPRESSORS: dict[bytes, Callable[[Path], Any]] = {
+    b"\x1f\x8b": gzip.open,
+    b"BZh": bz2.open,
+}
+"""Magic bytes of the compressed files astropy reads, and how to decompress them."""
 DEFAULT_PERSIST_BIT = 13
 DEFAULT_SATUR_BIT = 10
 UNUSABLE_FLAGS = {"INVALID": 0, "OBMASK": 1, "DISCONNECTED": 2, "ZEROQE": 3, "BADBASE": 4}
@@ -104,13 +117,30 @@ class Truth:
 
 @dataclass(frozen=True)
 class MaskLayers:
-    """The layers of one detector in a ``<stem>.mask.fits`` product."""
+    """The layers of one detector in a ``<stem>.mask.fits`` product.
+
+    ``no_mask`` says why the mask is empty without looking (``NOMASK`` keyword),
+    e.g. ``'no usable pixel'``; None for a detector the model saw.
+    """
 
     detector: str
     mask: np.ndarray
     prob: np.ndarray | None
     dq: np.ndarray | None
     persist_bit: int = DEFAULT_PERSIST_BIT
+    no_mask: str | None = None
+
+
+def exposure_suffix(path: str | Path) -> str | None:
+    """The exposure suffix of a file name (``.fits``, ``.fits.gz``, ... as written), or None."""
+    name = Path(path).name
+    return next((name[-len(s) :] for s in EXPOSURE_SUFFIXES if name.lower().endswith(s)), None)
+
+
+def exposure_stem(path: str | Path) -> str:
+    """The exposure name used in every product: the file name without its FITS suffix."""
+    name = Path(path).name
+    return name.removesuffix(exposure_suffix(path) or "")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -142,9 +172,34 @@ def _short(error: Exception) -> str:
     return text[0][:160] if text else type(error).__name__
 
 
+def _content_size(path: Path) -> int:
+    """Bytes of FITS content: the file size, or the decompressed size of a compressed file.
+
+    A compressed file is decompressed once to find its size; a compressed
+    stream that ends early is a truncated file.
+    """
+    with open(path, "rb") as handle:
+        magic = handle.read(3)
+    opener = next((op for key, op in DECOMPRESSORS.items() if magic.startswith(key)), None)
+    if opener is None:
+        return path.stat().st_size
+    size = 0
+    try:
+        with opener(path) as stream:
+            for block in iter(lambda: stream.read(1 << 22), b""):
+                size += len(block)
+    except (EOFError, OSError, ValueError) as error:
+        raise ContractError(path, f"truncated or corrupt compressed file ({_short(error)})") from None
+    return size
+
+
 def _check_complete(path: Path, hdul: fits.HDUList) -> None:
-    """Fail on a truncated file: the last HDU's data must end inside the file."""
-    size = path.stat().st_size
+    """Fail on a truncated file: the last HDU's data must end inside the (decompressed) file."""
+    try:
+        size = _content_size(path)
+    except ContractError:
+        hdul.close()
+        raise
     for index in range(len(hdul)):
         info = hdul.fileinfo(index)
         if info["datLoc"] + info["datSpan"] > size:
@@ -169,14 +224,15 @@ def _str_key(header: fits.Header, key: str) -> str | None:
 
 
 def _detector_hdus(path: Path, hdul: fits.HDUList) -> dict[str, int]:
-    """Map detector id to the index of its SCI extension, checking shapes."""
+    """Map detector id to the index of its SCI extension, checking names and shapes."""
+    _check_unique_names(path, hdul)
     found: dict[str, int] = {}
     for index, hdu in enumerate(hdul):
         match = SCI_NAME.match((hdu.name or "").upper())
         if not match:
             continue
-        shape = (hdu.header.get("NAXIS2"), hdu.header.get("NAXIS1"))
-        if hdu.header.get("NAXIS") != 2 or shape not in ((ACTIVE, ACTIVE), (FULL, FULL)):
+        shape = _header_shape(hdu.header)
+        if shape not in ((ACTIVE, ACTIVE), (FULL, FULL)):
             raise ContractError(
                 path, f"{hdu.name}: shape {shape} is not 2040x2040 (active) or 2048x2048 (with border)"
             )
@@ -184,6 +240,25 @@ def _detector_hdus(path: Path, hdul: fits.HDUList) -> dict[str, int]:
     if not found:
         raise ContractError(path, "no DETxy.SCI extension (expected DET11.SCI ... DET44.SCI)")
     return found
+
+
+def _check_unique_names(path: Path, hdul: fits.HDUList) -> None:
+    """Refuse a file with two detector extensions of the same EXTNAME (and EXTVER)."""
+    seen: dict[tuple[str, int], int] = {}
+    for index, hdu in enumerate(hdul):
+        name = (hdu.name or "").upper()
+        if not DETECTOR_NAME.match(name):
+            continue
+        key = (name, hdu.ver)
+        if key in seen:
+            raise ContractError(path, f"{name} appears twice (HDU {seen[key]} and HDU {index})")
+        seen[key] = index
+
+
+def _header_shape(header: fits.Header) -> tuple[Any, ...]:
+    """The data shape an image header declares, numpy order (slowest axis first)."""
+    naxis = header.get("NAXIS", 0)
+    return tuple(header.get(f"NAXIS{axis}") for axis in range(naxis, 0, -1))
 
 
 def read_info(path: str | Path) -> ExposureInfo:
@@ -211,7 +286,7 @@ def read_info(path: str | Path) -> ExposureInfo:
         detectors = tuple(_detector_hdus(path, hdul))
     return ExposureInfo(
         path=path,
-        obs_id=_str_key(header, "OBS_ID") or path.name.removesuffix(".fits"),
+        obs_id=_str_key(header, "OBS_ID") or exposure_stem(path),
         date_obs=_str_key(header, "DATE-OBS"),
         exptime=_float_key(header, "EXPTIME", path),
         prev_file=_str_key(header, "PREVFILE"),
@@ -257,14 +332,25 @@ def _flag_bit(name: str, default: int, headers: Iterable[fits.Header]) -> int:
     return default
 
 
+def _take_data(path: Path, hdu: fits.ImageHDU) -> np.ndarray | None:
+    """An extension's data, which the open file does not keep: the caller holds the only reference.
+
+    astropy caches every array it reads on its HDU until the file is closed;
+    dropping it keeps one detector in memory at a time.
+    """
+    try:
+        data = hdu.data
+    except (EOFError, OSError, ValueError, TypeError) as error:
+        raise ContractError(path, f"{hdu.name}: unreadable data ({_short(error)})") from None
+    del hdu.data
+    return data
+
+
 def _load_detector(path: Path, hdul: fits.HDUList, detector: str, index: int, exptime: float | None):
     """Build a DetectorImage from an open file (one detector's arrays only)."""
     sci = hdul[index]
     name = sci.name
-    try:
-        raw = sci.data
-    except (OSError, ValueError, TypeError) as error:
-        raise ContractError(path, f"{name}: unreadable data ({_short(error)})") from None
+    raw = _take_data(path, sci)
     if raw is None or not np.issubdtype(raw.dtype, np.number):
         raise ContractError(path, f"{name}: no numeric image data")
     data = _active(_to_electrons(raw, sci.header, exptime, path, name))
@@ -273,10 +359,7 @@ def _load_detector(path: Path, hdul: fits.HDUList, detector: str, index: int, ex
     dq_name = f"DET{detector}.DQ"
     if dq_name in hdul:
         dq_hdu = hdul[dq_name]
-        try:
-            dq_data = dq_hdu.data
-        except (OSError, ValueError, TypeError) as error:
-            raise ContractError(path, f"{dq_name}: unreadable data ({_short(error)})") from None
+        dq_data = _take_data(path, dq_hdu)
         if dq_data is None or dq_data.shape not in ((ACTIVE, ACTIVE), (FULL, FULL)):
             raise ContractError(path, f"{dq_name}: shape does not match {name}")
         dq = _active(dq_data).astype(np.uint32)
@@ -412,6 +495,8 @@ def mask_hdus(layers: MaskLayers, with_dq: bool) -> list[fits.ImageHDU]:
     mask = layers.mask.astype(np.uint8)
     hdus = [fits.ImageHDU(mask, name=f"DET{det}.MASK")]
     hdus[0].header["DET_ID"] = det
+    if layers.no_mask is not None:
+        hdus[0].header["NOMASK"] = (layers.no_mask, "why MASK is all zero: the model did not run")
     if layers.prob is not None:
         hdus.append(fits.ImageHDU(layers.prob.astype(np.float32), name=f"DET{det}.PROB"))
     if with_dq:
