@@ -531,6 +531,11 @@ class PhysicsBaselineParams(Section):
     median: int = Field(ge=1, description="px: side of the median filter (cosmic rays); 1 = none")
 
 
+Baseline = Literal[
+    "physics", "heuristic_segmentation", "unet_heuristic", "unet_neighbourhood", "unet_truth", "astroscrappy"
+]
+
+
 class EvaluateParams(Section):
     """Evaluation against the simulator's truth on the held-out set (``evaluate`` stage)."""
 
@@ -539,9 +544,16 @@ class EvaluateParams(Section):
     object_hit_fraction: float = Field(gt=0, le=1, description="share of an object flagged")
     pr_thresholds: int = Field(ge=2, description="probability thresholds of the PR curve")
     clean_threshold: float = Field(gt=0, description="e-: clean pixels: less true persistence, no CR/hot")
-    baselines: list[Literal["physics", "heuristic_segmentation", "unet_truth", "astroscrappy"]] = Field(
-        description="compared"
-    )
+    baselines: list[
+        Literal[
+            "physics",
+            "heuristic_segmentation",
+            "unet_heuristic",
+            "unet_neighbourhood",
+            "unet_truth",
+            "astroscrappy",
+        ]
+    ] = Field(description="compared")
     physics: PhysicsBaselineParams
     astroscrappy: AstroscrappyParams
     metrics: str = Field(description="output metrics JSON")

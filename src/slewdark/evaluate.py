@@ -14,11 +14,16 @@ same usable pixels, with the same metrics (:mod:`slewdark.metrics`):
   segmentation (:mod:`slewdark.segment`) of every whole held-out detector gated
   on the previous exposure's bright map (not the pseudo-masks the UNet learned
   from, which only segment persistence clusters);
+- ``unet_heuristic``, ``unet_neighbourhood`` (the ablation): the same network
+  with the same settings trained on the cluster-free heuristic's masks of the
+  training exposures, and on pseudo-masks made with the study's neighbourhood
+  rule (:mod:`slewdark.unet_variants`): beside ``unet``, they show what the
+  clusters add;
 - ``unet_truth``: the same network trained on the simulator's truth
-  (``unet.truth_model``), the supervised ceiling. It is run here in memory with
-  :mod:`slewdark.predict`'s functions and the ``predict`` section's batch size
-  and autocast, exactly as ``slewdark predict`` would run it, so no second
-  predictions folder is needed;
+  (``unet.truth_model``), the supervised ceiling. It and the ablation's UNets
+  are run here in memory with :mod:`slewdark.predict`'s functions and the
+  ``predict`` section's batch size and autocast, exactly as ``slewdark predict``
+  would run them, so no second predictions folder is needed;
 - ``astroscrappy``: ``astroscrappy.detect_cosmics`` (L.A.Cosmic) on electrons,
   to show what a standard artefact tool flags and misses.
 
@@ -83,12 +88,21 @@ from slewdark.plots.evaluate import plot_pr, plot_recall_amplitude, save_figure
 from slewdark.simulate.sky import previous_kind
 from slewdark.tracking import stage_run
 from slewdark.truth import truth_file
+from slewdark.unet_variants import Labels, outputs_for
 
 log = logging.getLogger(__name__)
 
 STAGE = "evaluate"
 PRODUCT = "unet"
-METHOD_ORDER = (PRODUCT, "physics", "heuristic_segmentation", "unet_truth", "astroscrappy")
+METHOD_ORDER = (
+    PRODUCT,
+    "physics",
+    "heuristic_segmentation",
+    "unet_heuristic",
+    "unet_neighbourhood",
+    "unet_truth",
+    "astroscrappy",
+)
 PR_COLUMNS = ("threshold", "precision", "recall")
 AMPLITUDE_COLUMNS = ("amplitude", "amplitude_high", "bin", "pixels")
 TABLE_COLUMNS = (
@@ -314,6 +328,15 @@ def heuristic_segmentation_method(params: Params) -> MethodFn:
     return run
 
 
+def variant_method(params: Params, labels: Labels) -> Callable[[], MethodFn]:
+    """Builder of the ``unet_<labels>`` baseline: that variant (:mod:`slewdark.unet_variants`) in memory."""
+    hint = (
+        f"the unet_{labels} baseline needs it (run `slewdark train-unet --labels {labels}`, "
+        f"or drop unet_{labels} from evaluate.baselines)"
+    )
+    return lambda: unet_method(outputs_for(params.unet, labels).model, params, hint)
+
+
 def build_methods(params: Params, exposures: list[Path]) -> dict[str, MethodFn]:
     """The product and every baseline of ``evaluate.baselines``, in table order.
 
@@ -325,12 +348,10 @@ def build_methods(params: Params, exposures: list[Path]) -> dict[str, MethodFn]:
         PRODUCT: lambda: prediction_method(Path(params.predict.out), exposures),
         "physics": lambda: physics_method(cfg.physics),
         "heuristic_segmentation": lambda: heuristic_segmentation_method(params),
-        "unet_truth": lambda: unet_method(
-            Path(params.unet.truth_model),
-            params,
-            "the unet_truth baseline needs it (run `slewdark train-unet --labels truth`, "
-            "or drop unet_truth from evaluate.baselines)",
-        ),
+        **{
+            f"unet_{labels}": variant_method(params, labels)
+            for labels in ("heuristic", "neighbourhood", "truth")
+        },
         "astroscrappy": lambda: astroscrappy_method(cfg.astroscrappy),
     }
     wanted = {PRODUCT, *cfg.baselines}

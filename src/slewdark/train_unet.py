@@ -14,11 +14,16 @@ persistence pixels in a sea of background), ``focal`` the weighted focal loss.
 
 ``labels: truth`` trains the same network on the simulator's truth
 (``models/unet_truth.pt``): the supervised ceiling of the evaluation, never a
-product. With ``n_trials > 0`` an Optuna study (seeded TPE, one nested MLflow
-run per trial) searches the learning rate and the loss for the best validation
-F1 against the labels. The MLflow run holds per-epoch losses, a picture of
-sample predictions, the checkpoint, and (pseudo labels only) the network,
-registered as ``tracking.registered_model``.
+product. The ablation's label sources, ``heuristic`` (the cluster-free
+heuristic's masks, :mod:`slewdark.heuristic`) and ``neighbourhood``
+(pseudo-masks made with the study's neighbourhood rule), train the same network
+with the same settings into ``models/unet_heuristic.pt`` and
+``models/unet_neighbourhood.pt`` (:func:`slewdark.unet_variants.outputs_for`), so the evaluation shows
+what the clusters add. With ``n_trials > 0`` an Optuna study (seeded TPE, one
+nested MLflow run per trial) searches the learning rate and the loss for the
+best validation F1 against the labels. The MLflow run holds per-epoch losses, a
+picture of sample predictions, the checkpoint, and (pseudo labels only) the
+network, registered as ``tracking.registered_model``.
 """
 
 from __future__ import annotations
@@ -59,10 +64,10 @@ from slewdark.unet_data import (
     truth_labels,
 )
 from slewdark.unet_input import BrightVeto, Normalisation
+from slewdark.unet_variants import Labels, TrainOutputs, masks_for, outputs_for
 
 log = logging.getLogger(__name__)
 
-Labels = Literal["pseudo", "truth"]
 LossKind = Literal["dice_bce", "focal"]
 EPS = 1.0
 
@@ -264,22 +269,6 @@ def _tile_fingerprint(tiles: TileSet) -> str:
     return digest.hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class TrainOutputs:
-    """Where a training writes: the model, its metrics JSON and its loss curve CSV."""
-
-    model: Path
-    metrics: Path
-    loss_curve: Path
-
-
-def outputs_for(unet: UnetParams, labels: Labels) -> TrainOutputs:
-    """The output paths of a label source."""
-    if labels == "truth":
-        return TrainOutputs(Path(unet.truth_model), Path(unet.truth_metrics), Path(unet.truth_loss_curve))
-    return TrainOutputs(Path(unet.model), Path(unet.metrics), Path(unet.loss_curve))
-
-
 def run_train_unet(params: Params, labels: Labels = "pseudo") -> Path:
     """The ``train_unet`` stage: tiles, (optional Optuna study), training, MLflow, ``models/unet.pt``.
 
@@ -305,12 +294,13 @@ def run_train_unet(params: Params, labels: Labels = "pseudo") -> Path:
         source = truth_labels(params.evaluate.truth_threshold)
         files = exposure_files(params.data.train)
     else:
-        source = pseudo_mask_labels(unet.masks)
-        stems = {p.name.removesuffix(".pseudo.fits") for p in Path(unet.masks).glob("*.pseudo.fits")}
+        masks = masks_for(params, labels)
+        source = pseudo_mask_labels(masks)
+        stems = {p.name.removesuffix(".pseudo.fits") for p in masks.glob("*.pseudo.fits")}
         files = [p for p in exposure_files(params.data.train) if exposure_stem(p) in stems]
         if not files:
             raise SlewdarkError(
-                f"{unet.masks}: no pseudo-mask matches an exposure of {params.data.train} (run pseudomask)"
+                f"{masks}: no {labels} mask matches an exposure of {params.data.train} (run its stage first)"
             )
     train_files, val_files = split_exposures(files, unet.val_fraction, params.seed)
     log.info("%d training and %d validation exposures (%s labels)", len(train_files), len(val_files), labels)
@@ -320,7 +310,7 @@ def run_train_unet(params: Params, labels: Labels = "pseudo") -> Path:
     data_id = _fingerprint(_tile_fingerprint(train_tiles), _tile_fingerprint(val_tiles))
     code_id = code_fingerprint(__name__)
     run_params = {"unet": unet.model_dump(), "labels": labels, "seed": params.seed, "device": str(device)}
-    stage = "train_unet" if labels == "pseudo" else "train_unet_truth"
+    stage = "train_unet" if labels == "pseudo" else f"train_unet_{labels}"
     checkpoint_dir = Path(unet.checkpoint_dir)
 
     def one_training(hyper: UnetHyper, run: StageRun) -> tuple[nn.Module, list[EpochRecord], float]:
