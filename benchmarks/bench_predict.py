@@ -130,11 +130,14 @@ def masks(product: Path) -> tuple[np.ndarray, np.ndarray]:
         return hdul["DET11.MASK"].data.astype(bool), hdul["DET11.PROB"].data.astype(np.float32)
 
 
-def truth_f1(mask: np.ndarray, source: Path | None, threshold: float) -> float | None:
-    """Pixel F1 of a mask of the source's first detector against the simulator's truth, if any."""
-    if source is None or not truth_file(source).exists():
+def truth_f1(mask: np.ndarray, source: Path | None, truth_dir: str | None, threshold: float) -> float | None:
+    """Pixel F1 of a mask of the source's first detector against the simulator's truth, if any.
+
+    The truth file is looked for in ``truth_dir`` (None: beside the source).
+    """
+    if source is None or not truth_file(source, truth_dir).exists():
         return None
-    truth = read_truth(truth_file(source), read_info(source).detectors[0]).pers > threshold
+    truth = read_truth(truth_file(source, truth_dir), read_info(source).detectors[0]).pers > threshold
     tp = int((mask & truth).sum())
     return 2 * tp / max(int(mask.sum()) + int(truth.sum()), 1)
 
@@ -144,6 +147,7 @@ def main() -> None:
     parser.add_argument("--input", type=Path, help="exposure whose first detector is used")
     parser.add_argument("--model", type=Path, default=Path("models/unet.pt"), help="checkpoint")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--truth-dir", help="folder of the input's .truth.fits (default: data.heldout_truth)")
     parser.add_argument("--repeat", type=int, default=2, help="timed runs per setting (best is kept)")
     args = parser.parse_args()
     params = load_params(args.params)
@@ -174,7 +178,8 @@ def main() -> None:
             print(f"{device.type:4s} reduced vs float32: {int((mask32 != mask16).sum())} mask pixels differ "
                   f"({100 * (mask32 != mask16).sum() / union:.3f} % of the flagged), "
                   f"max |dPROB| {np.abs(prob32 - prob16).max():.3g}")  # fmt: skip
-            f1 = [truth_f1(m, source, params.evaluate.truth_threshold) for m in (mask32, mask16)]
+            truth_dir = args.truth_dir or params.data.heldout_truth
+            f1 = [truth_f1(m, source, truth_dir, params.evaluate.truth_threshold) for m in (mask32, mask16)]
             if f1[0] is not None:
                 print(f"{device.type:4s} pixel F1 against truth: float32 {f1[0]:.4f}, reduced {f1[1]:.4f}")
         seconds = time_astroscrappy(exposure, args.params)

@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from slewdark.config import load_params
-from slewdark.embed import embed_patches, read_truth_classes, run_embed
+from slewdark.embed import embed_patches, run_embed
 from slewdark.models.ae import build_autoencoder
 from slewdark.patch_data import PatchDataset, reconstruction_error
-from slewdark.patches import write_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,13 +31,6 @@ def test_every_patch_gets_its_latent_and_loss(tiny_patch_dir: Path, tmp_path: Pa
     assert np.array_equal(np.load(tmp_path / "latents/recon_loss.npy"), recon_loss)
 
 
-def test_stale_truth_table_is_ignored(tmp_path: Path) -> None:
-    write_table(tmp_path / "t.csv", [{"patch": 0, "truth": "clean"}], ("patch", "truth"))
-    assert read_truth_classes(tmp_path / "t.csv", 2) is None
-    assert read_truth_classes(tmp_path / "absent.csv", 2) is None
-    assert list(read_truth_classes(tmp_path / "t.csv", 1)) == ["clean"]
-
-
 def test_stage_writes_products_figure_and_run(
     tiny_patch_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -50,17 +42,15 @@ def test_stage_writes_products_figure_and_run(
     torch.save(
         {"state_dict": model.state_dict(), "arch": arch, "patch_size": 16, "mlflow_run_id": "r0"}, "ae.pt"
     )
-    classes = ["persistence", "cosmic_ray", "hot_pixel", "clean"]
-    truth = [{"patch": i, "truth": classes[i % 4]} for i in range(96)]
-    write_table(tmp_path / "patch_truth.csv", truth, ("patch", "truth"))
     params = load_params(
         REPO / "params.yaml",
         {"embed.out": "latents", "embed.plot": "plots/recon_loss.png", "embed.batch_size": 32},
     )
-    summary = run_embed(tiny_patch_dir, "ae.pt", params.embed, "patch_truth.csv", "cpu", params.tracking)
+    summary = run_embed(tiny_patch_dir, "ae.pt", params.embed, "cpu", params.tracking)
     assert np.load(tmp_path / "latents/latents.npy").shape == (96, 6)
     assert (tmp_path / "plots/recon_loss.png").stat().st_size > 0
-    assert {"recon_loss_median_split_train", "recon_loss_median_truth_persistence"} <= set(summary)
+    assert {"recon_loss_median_split_train", "recon_loss_median_split_test"} <= set(summary)
+    assert not any("truth" in key for key in summary)  # embed never reads truth
     client = mlflow.MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name(params.tracking.experiment).experiment_id])
     assert run.data.tags["dvc.stage"] == "embed"

@@ -77,6 +77,7 @@ def params_file(tmp_path: Path, baselines: list[str], **unet: str) -> Path:
     """params.yaml of the repository with the evaluate paths moved into tmp_path."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["data"]["heldout"] = str(tmp_path / "heldout")
+    raw["data"]["heldout_truth"] = None  # the data contract's layout: truth beside the exposures
     raw["predict"]["out"] = str(tmp_path / "predictions")
     raw["evaluate"].update(
         metrics=str(tmp_path / "metrics" / "eval.json"),

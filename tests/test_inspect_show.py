@@ -7,6 +7,7 @@ from astropy.io import fits
 
 from slewdark.cli import main
 from slewdark.io.fits import write_fits_atomic
+from slewdark.quicklook import render_exposure
 from test_fits_io import bad_files, exposure
 
 
@@ -40,6 +41,23 @@ def test_show_writes_a_png(tmp_path):
     out = tmp_path / "look.png"
     assert main(["show", str(path), "--out", str(out), "--binning", "8"]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_show_finds_the_truth_in_its_folder_or_beside(tmp_path):
+    path = exposure(tmp_path / "s.fits", detectors=("11", "21"))
+    layers = {"PERS": np.float32, "CR": np.uint8, "HOT": np.uint8}
+    hdus = [fits.ImageHDU(np.zeros((2040, 2040), kind), name=f"DET{d}.{name}")
+            for d in ("11", "21") for name, kind in layers.items()]  # fmt: skip
+    write_fits_atomic(tmp_path / "truth" / "s.truth.fits", fits.Header(), hdus)
+    assert len(render_exposure(path, 8).axes) == 2  # nothing beside the exposure: data row only
+    assert len(render_exposure(path, 8, tmp_path / "truth").axes) == 4
+    out = tmp_path / "look.png"
+    assert (
+        main(["show", str(path), "--out", str(out), "--binning", "8", "--truth-dir", str(tmp_path / "truth")])
+        == 0
+    )
+    (tmp_path / "truth" / "s.truth.fits").rename(tmp_path / "s.truth.fits")
+    assert len(render_exposure(path, 8).axes) == 4
 
 
 def test_show_bad_file_is_one_line(tmp_path, capsys):

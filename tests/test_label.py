@@ -66,7 +66,9 @@ def make_world(tmp_path: Path) -> Params:
     _detector_file(raw / "e0.fits", {"DET11.SCI": sci}, keys)
     _detector_file(raw / "e0.prev.fits", {"DET11.SCI": fluence}, {"OBS_ID": "e0.prev", "EXPTIME": 90.0})
     empty = np.zeros((2040, 2040), np.uint8)
-    _detector_file(raw / "e0.truth.fits", {"DET11.PERS": pers, "DET11.CR": empty, "DET11.HOT": empty}, {})
+    truth = tmp_path / "truth"  # the pipeline's layout: truth apart from the exposures
+    truth.mkdir()
+    _detector_file(truth / "e0.truth.fits", {"DET11.PERS": pers, "DET11.CR": empty, "DET11.HOT": empty}, {})
 
     rng = np.random.default_rng(0)
     patches = np.clip(0.3 + 0.03 * rng.standard_normal((n, SIZE, SIZE)), 0, 1).astype(np.float32)
@@ -76,6 +78,8 @@ def make_world(tmp_path: Path) -> Params:
     patch_dir.mkdir()
     np.save(patch_dir / "patches.npy", patches)
     np.save(patch_dir / "usable.npy", np.ones(patches.shape, bool))
+    (tmp_path / "latents").mkdir()
+    np.save(tmp_path / "latents" / "recon_loss.npy", np.where(np.arange(n) < N_PER_CLUSTER, 2.0, 1.0))
     rows = [
         {
             "patch": i,
@@ -121,7 +125,9 @@ def make_world(tmp_path: Path) -> Params:
     return load_params(
         REPO / "params.yaml",
         {
+            "data.train_truth": str(truth),
             "patches.out": str(patch_dir),
+            "embed.out": str(tmp_path / "latents"),
             "cluster.out": str(cluster_dir),
             "patch_truth.out": str(tmp_path / "patch_truth.csv"),
             "label.out": str(tmp_path / "labels" / "clusters.yaml"),
@@ -130,6 +136,7 @@ def make_world(tmp_path: Path) -> Params:
             "pseudomask.out": str(tmp_path / "masks"),
             "pseudomask.quality.metrics_label": str(tmp_path / "metrics" / "label.json"),
             "pseudomask.quality.metrics": str(tmp_path / "metrics" / "pseudomask.json"),
+            "pseudomask.quality.metrics_cluster": str(tmp_path / "metrics" / "cluster_truth.json"),
             "pseudomask.quality.plots": str(tmp_path / "plots" / "pseudomask"),
             "evaluate.truth_threshold": 3.0,
             "evaluate.amplitude_bins": [3.0, 5.0, 10.0, 20.0, 50.0, 1.0e9],

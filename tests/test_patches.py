@@ -9,7 +9,6 @@ import pytest
 from astropy.io import fits
 
 from slewdark.background import remove_background
-from slewdark.embed import read_truth_classes
 from slewdark.errors import SlewdarkError
 from slewdark.patches import (
     PatchOptions,
@@ -20,9 +19,10 @@ from slewdark.patches import (
     patch_channels,
     patch_origins,
     read_index,
+    write_table,
 )
 from slewdark.scaling import Scaling, scale_detector
-from slewdark.truth import build_patch_truth, classify_patches
+from slewdark.truth import build_patch_truth, classify_patches, read_truth_classes
 
 SIZE = 2040
 SCALING = Scaling("channel_row_block", 34, 3.0, -4.0, 100.0)
@@ -190,18 +190,31 @@ def test_patch_truth_classes_by_priority() -> None:
 def test_patch_truth_stage_from_truth_files(raw: Path, tmp_path: Path) -> None:
     out = tmp_path / "patches"
     build_patches([raw / "exp0.fits", raw / "exp1.fits"], out, options(size=680, stride=680))
-    counts = build_patch_truth(out, tmp_path / "truth.csv", 3.0, 5)
+    counts = build_patch_truth(out, None, tmp_path / "truth.csv", 3.0, 5)  # truth beside the exposures
     assert counts == {"persistence": 4, "cosmic_ray": 4, "hot_pixel": 4, "clean": 24}
     table = (tmp_path / "truth.csv").read_text().splitlines()
     assert table[0] == "patch,truth,persistence_pixels,persistence_max"
     assert table[1] == "0,persistence,350,40.0"
     assert table[5].startswith("4,cosmic_ray,0,")
     assert table[7].startswith("6,hot_pixel,0,")
-    (raw / "exp1.truth.fits").unlink()
+    truth = tmp_path / "truth"  # the pipeline's layout: truth in its own folder
+    truth.mkdir()
+    for k in range(2):
+        (raw / f"exp{k}.truth.fits").rename(truth / f"exp{k}.truth.fits")
+    assert build_patch_truth(out, truth, tmp_path / "apart.csv", 3.0, 5) == counts
+    assert (tmp_path / "apart.csv").read_text() == (tmp_path / "truth.csv").read_text()
+    (truth / "exp1.truth.fits").unlink()
     with pytest.raises(SlewdarkError, match=r"exp1\.truth\.fits"):
-        build_patch_truth(out, tmp_path / "again.csv", 3.0, 5)
+        build_patch_truth(out, truth, tmp_path / "again.csv", 3.0, 5)
     assert not (tmp_path / "again.csv").exists()
-    (raw / "exp0.truth.fits").unlink()  # real data: no exposure has truth
-    assert build_patch_truth(out, tmp_path / "real.csv", 3.0, 5) == dict.fromkeys(counts, 0)
+    (truth / "exp0.truth.fits").unlink()  # real data: no exposure has truth
+    assert build_patch_truth(out, truth, tmp_path / "real.csv", 3.0, 5) == dict.fromkeys(counts, 0)
     assert (tmp_path / "real.csv").read_text().splitlines() == [table[0]]
     assert read_truth_classes(tmp_path / "real.csv", 36) is None
+
+
+def test_stale_truth_table_is_ignored(tmp_path: Path) -> None:
+    write_table(tmp_path / "t.csv", [{"patch": 0, "truth": "clean"}], ("patch", "truth"))
+    assert read_truth_classes(tmp_path / "t.csv", 2) is None
+    assert read_truth_classes(tmp_path / "absent.csv", 2) is None
+    assert list(read_truth_classes(tmp_path / "t.csv", 1)) == ["clean"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 from astropy.io import fits
 from scipy import ndimage
 
 from slewdark.config import Params
+from slewdark.errors import SlewdarkError
 from slewdark.label import run_label
 from slewdark.patches import cut_patches
 from slewdark.pseudomask import (
@@ -100,6 +102,32 @@ def test_pseudomask_product_and_quality(world: Params) -> None:
     labels = json.loads(Path(world.pseudomask.quality.metrics_label).read_text())
     assert labels["clusters"]["precision"] == labels["clusters"]["recall"] == 1.0
     assert len(list(Path(world.pseudomask.quality.plots).glob("*.png"))) == 1
+
+    # the clusters against truth, scored here rather than by the cluster stage: two pure clusters
+    clusters = json.loads(Path(world.pseudomask.quality.metrics_cluster).read_text())
+    assert clusters["clustering"]["purity"] == 1.0 and clusters["clustering"]["ari"] == 1.0
+    assert clusters["recon_loss_median"] == {"persistence": 2.0, "clean": 1.0}
+    assert metrics["clusters"] == clusters
+    purity = (Path(world.pseudomask.quality.plots) / "purity.csv").read_text().splitlines()
+    assert purity[0] == "cluster,size,persistence,cosmic_ray,hot_pixel,clean,majority,purity"
+    assert purity[1:] == [
+        f"0,{N_PER_CLUSTER},1.0,0.0,0.0,0.0,persistence,1.0",
+        f"1,{N_PER_CLUSTER},0.0,0.0,0.0,1.0,clean,1.0",
+    ]
+    runs = mlflow.search_runs(experiment_names=[world.tracking.experiment], output_format="list")
+    (run,) = [r for r in runs if r.data.tags["dvc.stage"] == "pseudomask_quality"]
+    assert run.data.metrics["cluster_truth.clustering.ari"] == 1.0
+    assert run.data.metrics["cluster_truth.recon_loss_median.persistence"] == 2.0
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"cluster_truth.json", "purity.csv"} <= artifacts
+
+
+def test_quality_needs_the_reconstruction_losses_of_every_patch(world: Params) -> None:
+    run_label(world)
+    run_pseudomask(world)
+    np.save(Path(world.embed.out) / "recon_loss.npy", np.ones(3))
+    with pytest.raises(SlewdarkError, match="does not match"):
+        run_quality(world)
 
 
 def test_label_quality_counts_clusters_and_patches() -> None:

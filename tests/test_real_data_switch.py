@@ -1,10 +1,10 @@
-"""The real-data switch: ``data.train`` in params.yaml points the pipeline at `dvc add`-ed exposures.
+"""The real-data switch: ``data.*`` in params.yaml points the pipeline at `dvc add`-ed exposures.
 
-A temporary repository with this project's ``dvc.yaml``, ``params.yaml`` and code; two
-contract-valid exposures without truth (as real NISP data) are tracked with
-``dvc add``; ``dvc repro patch_truth`` then cuts patches from them, without the
-simulator and without editing ``dvc.yaml``, and the evaluation-only truth table
-comes out empty instead of failing.
+A temporary copy of the repository on the tiny profile; exposures without truth
+(as real NISP data: the simulator's, their truth written elsewhere and deleted)
+are tracked with ``dvc add``; ``dvc repro predict`` then runs the whole chain,
+patches to the UNet's masks of the new exposures, without the simulator, without
+editing ``dvc.yaml`` and with no truth file anywhere on disk.
 """
 
 from __future__ import annotations
@@ -12,48 +12,59 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from test_predict import write_exposure
+from test_pipeline_e2e import BIN, apply_profile, copy_repository, run, stages_run
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+CHAIN = {"patches", "train_ae", "embed", "cluster", "label", "pseudomask", "train_unet", "predict"}
+DATA = {
+    "train": "data/nisp",
+    "heldout": "data/nisp_new",
+    "train_truth": "data/nisp_truth",  # no truth for real data: only the evaluation stages read these
+    "heldout_truth": "data/nisp_new_truth",
+}
+
+pytestmark = pytest.mark.slow
 
 
-def run(command: list[str], cwd: Path) -> str:
+def simulate_without_truth(repo: Path, env: dict[str, str], section: str, out: str, n: int) -> None:
+    """Exposures and their PREVFILE into ``out``; the truth, written elsewhere, is deleted."""
+    gone = repo.parent / f"{section}_truth"
+    command = ["slewdark", "-q", "simulate", "--set", section, "--out", out, "--truth-out", str(gone)]
+    run([*command, "--n-exposures", str(n), "--detectors", "11"], repo, env)
+    shutil.rmtree(gone)
+
+
+def test_data_keys_switch_the_whole_chain_to_dvc_added_exposures_without_truth(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    copy_repository(repo)
+    apply_profile(repo, "tiny")
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw["data"] = DATA
+    raw["optuna"]["n_trials"] = 0
+    raw["cluster"]["plots"]["saliency_samples"] = 0
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"{' '.join(command)} failed:\n{(done.stdout + done.stderr)[-3000:]}"
-    return done.stdout + done.stderr
+    env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", MPLBACKEND="Agg")
+    run(["git", "init", "-q"], repo, env)
+    simulate_without_truth(repo, env, "simulate", DATA["train"], 3)
+    simulate_without_truth(repo, env, "heldout", DATA["heldout"], 1)
+    run(["dvc", "add", "-q", DATA["train"], DATA["heldout"]], repo, env)
+    assert not list(tmp_path.rglob("*.truth.fits"))
 
+    output = run(["dvc", "repro", "predict"], repo, env)
 
-def test_data_train_switches_the_pipeline_to_dvc_added_exposures(tmp_path: Path) -> None:
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(REPO / name, tmp_path / name)
-    shutil.copytree(
-        REPO / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-    )
-    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    raw["data"] = {"train": "data/nisp", "heldout": "data/nisp_new"}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    (tmp_path / "data" / "nisp").mkdir(parents=True)
-    for i in range(2):
-        write_exposure(tmp_path / "data" / "nisp" / f"real{i}.fits", ("11",), seed=i)
-    run(["git", "init", "-q"], tmp_path)
-    run(["dvc", "init", "-q"], tmp_path)
-    run(["dvc", "add", "-q", "data/nisp"], tmp_path)
-
-    output = run(["dvc", "repro", "patch_truth"], tmp_path)
-
-    assert "Running stage 'patches'" in output and "simulate" not in output
-    with (tmp_path / "data" / "patches" / "index.csv").open(newline="") as handle:
+    assert stages_run(output) == CHAIN and "simulate" not in output
+    with (repo / "data" / "patches" / "index.csv").open(newline="") as handle:
         files = {row["file"] for row in csv.DictReader(handle)}
-    assert files == {"data/nisp/real0.fits", "data/nisp/real1.fits"}
-    assert (tmp_path / "data" / "truth" / "patch_truth.csv").read_text().count("\n") == 1  # header only
-    lock = yaml.safe_load((tmp_path / "dvc.lock").read_text())
-    assert "data/nisp" in {dep["path"] for dep in lock["stages"]["patches"]["deps"]}
+    assert files == {f"{DATA['train']}/sd001_000{i}.fits" for i in range(3)}
+    [exposure] = (repo / DATA["heldout"]).glob("sd*_0000.fits")
+    assert (repo / raw["predict"]["out"] / exposure.name.replace(".fits", ".mask.fits")).is_file()
+    assert not list(tmp_path.rglob("*.truth.fits"))
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert DATA["train"] in {dep["path"] for dep in lock["patches"]["deps"]}
+    assert DATA["heldout"] in {dep["path"] for dep in lock["predict"]["deps"]}

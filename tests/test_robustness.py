@@ -23,6 +23,7 @@ def params_file(tmp_path: Path, sets: dict[str, dict], model: Path | None = None
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["robustness"].update(
         out=str(tmp_path / "stress"),
+        truth_out=str(tmp_path / "truth" / "stress"),
         n_exposures=1,
         detectors=["11"],
         sets=sets,
@@ -45,7 +46,8 @@ def test_stress_sets_are_simulated_and_scored(tracked: Path) -> None:
     params = params_file(tracked, SETS, write_tiny_model(tracked / "unet.pt"))
     assert main(["--params", str(params), "-q", "simulate-stress"]) == 0
     for name in SETS:
-        assert len(list((tracked / "stress" / name).glob("*.truth.fits"))) == 1
+        assert len(list((tracked / "truth" / "stress" / name).glob("*.truth.fits"))) == 1
+        assert not list((tracked / "stress" / name).glob("*.truth.fits"))
     assert main(["--params", str(params), "-q", "robustness"]) == 0
 
     metrics = json.loads((tracked / "metrics" / "robustness.json").read_text())

@@ -14,7 +14,7 @@ from scipy import ndimage
 from slewdark.cli import main
 from slewdark.config import load_params
 from slewdark.errors import ParamsError
-from slewdark.io.fits import read_detector, read_info, read_truth
+from slewdark.io.fits import read_detector, read_info, read_truth, truth_file
 from slewdark.simulate import dataset
 from slewdark.simulate.dataset import (
     SATUR_BIT,
@@ -39,9 +39,15 @@ def params():
 
 
 def tiny(params, out: Path, seed: int = 7, n: int = 1, detectors=("11",), **update):
-    return params.simulate.model_copy(
-        update={"out": str(out), "seed": seed, "n_exposures": n, "detectors": list(detectors), **update}
-    )
+    """A small simulation into ``out``, truth beside the exposures unless ``truth_out`` is given."""
+    fields = {
+        "out": str(out),
+        "truth_out": None,
+        "seed": seed,
+        "n_exposures": n,
+        "detectors": list(detectors),
+    }
+    return params.simulate.model_copy(update=fields | update)
 
 
 def grism_plan(cfg, tsince: float = 60.0, richness: float = 3.0, **update):
@@ -405,10 +411,38 @@ def test_trace_direction_follows_grism_and_tilt(params, kind, tilt, direction):
     assert np.hypot(cy - 1020, cx - 1020) > 0.3 * sky.trace_length
 
 
+def test_truth_goes_to_its_own_folder_and_stale_files_leave_both(params, tmp_path):
+    exposures, truth = tmp_path / "raw", tmp_path / "truth" / "raw"
+    simulate_dataset(tiny(params, exposures, n=2, truth_out=str(truth)))
+    assert sorted(p.name for p in exposures.iterdir()) == [
+        "sd007_0000.fits", "sd007_0000.prev.fits", "sd007_0001.fits", "sd007_0001.prev.fits",
+    ]  # fmt: skip
+    assert sorted(p.name for p in truth.iterdir()) == ["sd007_0000.truth.fits", "sd007_0001.truth.fits"]
+    assert read_truth(truth_file(exposures / "sd007_0000.fits", truth), "11").pers.shape == SHAPE
+    simulate_dataset(tiny(params, exposures, n=1, truth_out=str(truth)))
+    assert sorted(p.name for p in truth.iterdir()) == ["sd007_0000.truth.fits"]
+    assert len(list(exposures.iterdir())) == 2
+
+
+def test_stress_and_heldout_simulations_carry_their_truth_folders(params):
+    assert params.heldout_simulation().truth_out == params.heldout.truth_out
+    stress = params.stress_simulation(params.robustness.reference)
+    assert Path(stress.truth_out) == Path(params.robustness.truth_out) / params.robustness.reference
+    assert Path(stress.out) == Path(params.robustness.out) / params.robustness.reference
+
+
 def test_cli_flags_override_params_and_heldout_uses_its_seed(tmp_path):
     args = ["--params", str(REPO / "params.yaml"), "-q", "simulate", "--out", str(tmp_path / "x")]
     assert main([*args, "--n-exposures", "1", "--detectors", "12", "--seed", "3"]) == 0
     assert read_info(tmp_path / "x" / "sd003_0000.fits").detectors == ("12",)
+    assert (tmp_path / "x" / "sd003_0000.truth.fits").is_file()  # --out alone: the contract's layout
+    truth = tmp_path / "x_truth"
+    assert (
+        main([*args, "--n-exposures", "1", "--detectors", "12", "--seed", "3", "--truth-out", str(truth)])
+        == 0
+    )
+    assert [p.name for p in truth.iterdir()] == ["sd003_0000.truth.fits"]
+    assert not (tmp_path / "x" / "sd003_0000.truth.fits").exists()
     assert main([*args, "--detectors", "55"]) == 2
     held = ["--params", str(REPO / "params.yaml"), "-q", "simulate", "--set", "heldout"]
     assert main([*held, "--out", str(tmp_path / "h"), "--n-exposures", "1", "--detectors", "11"]) == 0

@@ -63,6 +63,7 @@ def tiny_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
         "unet.encoder_width": 8,
         "unet.decoder_channels": [8, 8, 4],
         "data.train": "raw",
+        "data.train_truth": None,  # the data contract's layout: truth beside the exposures
         "unet.masks": "masks",
         "unet.tile": 64,
         "unet.tiles_per_detector": 4,

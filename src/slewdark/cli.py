@@ -51,6 +51,10 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
         help="which params section to use (default: simulate, the training set)",
     )
     p.add_argument("--out", help="output folder (default: the section's 'out')")
+    p.add_argument(
+        "--truth-out",
+        help="folder of the .truth.fits (default: the section's truth_out; with --out: beside the exposures)",
+    )
     p.add_argument("--n-exposures", type=int, help="number of exposures")
     p.add_argument("--detectors", help="comma-separated detector ids, e.g. 11,12")
     p.add_argument("--seed", type=int, help="seed of this data set")
@@ -64,12 +68,15 @@ def _run_simulate(args: argparse.Namespace) -> int:
         args,
         {
             f"{section}.out": args.out,
+            f"{section}.truth_out": args.truth_out,
             f"{section}.n_exposures": args.n_exposures,
             f"{section}.detectors": args.detectors,
             f"{section}.seed": args.seed,
         },
     )
     config = params.simulate if section == "simulate" else params.heldout_simulation()
+    if args.out and not args.truth_out:
+        config = config.model_copy(update={"truth_out": None})  # the data contract's companion layout
     written = simulate_dataset(config)
     log.info("wrote %d exposures to %s", len(written), config.out)
     return 0
@@ -107,6 +114,9 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", type=Path, help="exposure FITS file")
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
     p.add_argument("--binning", type=int, default=2, help="display block size in pixels (default 2)")
+    p.add_argument(
+        "--truth-dir", type=Path, help="folder of the simulator's .truth.fits (default: beside FILE)"
+    )
 
 
 def _run_show(args: argparse.Namespace) -> int:
@@ -114,7 +124,7 @@ def _run_show(args: argparse.Namespace) -> int:
 
     if args.binning < 1:
         raise SlewdarkError(f"--binning must be a positive integer, got {args.binning}")
-    log.info("wrote %s", show_exposure(args.file, args.out, args.binning))
+    log.info("wrote %s", show_exposure(args.file, args.out, args.binning, args.truth_dir))
     return 0
 
 
@@ -221,7 +231,9 @@ def _run_patch_truth(args: argparse.Namespace) -> int:
 
     params = _params(args)
     cfg = params.patch_truth
-    counts = build_patch_truth(params.patches.out, cfg.out, cfg.persistence_threshold, cfg.min_pixels)
+    counts = build_patch_truth(
+        params.patches.out, params.data.train_truth, cfg.out, cfg.persistence_threshold, cfg.min_pixels
+    )
     log.info("wrote %s: %s", cfg.out, counts)
     return 0
 
@@ -255,14 +267,7 @@ def _run_embed(args: argparse.Namespace) -> int:
     from slewdark.embed import run_embed
 
     params = _params(args, {"device": args.device})
-    summary = run_embed(
-        params.patches.out,
-        params.ae.model,
-        params.embed,
-        params.patch_truth.out,
-        params.device,
-        params.tracking,
-    )
+    summary = run_embed(params.patches.out, params.ae.model, params.embed, params.device, params.tracking)
     log.info("wrote %d latent vectors of %d numbers", summary["n_patches"], summary["latent_dim"])
     return 0
 

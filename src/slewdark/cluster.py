@@ -1,16 +1,16 @@
 """The ``cluster`` stage: the study's latent-space analysis, reproducible and tracked.
 
 Reads ``data/patches/`` (index, patches, usable masks), ``data/latents/latents.npy``
-and, for pictures only, ``models/ae.pt``; for evaluation only, when present,
-``data/truth/patch_truth.csv``. Per group (one per horizontal channel, or all
-patches merged) it fits UMAP and Gaussian mixtures on a bounded seeded subsample
-of the fit splits, chooses the cluster count by BIC/AIC, and assigns *every*
-patch (all splits) with the fitted models. Writes (``docs/products.md``):
+and, for pictures only, ``models/ae.pt``; never the truth (the clusters' purity
+against it is scored by the evaluation-only ``pseudomask_quality`` stage).
+Per group (one per horizontal channel, or all patches merged) it fits UMAP and
+Gaussian mixtures on a bounded seeded subsample of the fit splits, chooses the
+cluster count by BIC/AIC, and assigns *every* patch (all splits) with the fitted
+models. Writes (``docs/products.md``):
 
 - ``data/clusters/assignments.csv``, ``clusters.json``, ``models/<group>.joblib``;
-- ``metrics/cluster.json``: counts, scores per group, data diversity, diagnostics;
-- ``plots/cluster/``: ``selection.csv`` (BIC/AIC/K-means per count), ``purity.csv``
-  (per cluster, against truth) and the figures;
+- ``metrics/cluster.json``: counts, scores per group, data diversity;
+- ``plots/cluster/``: ``selection.csv`` (BIC/AIC/K-means per count) and the figures;
 
 and records the same scores and figures in one MLflow run.
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,9 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from slewdark.config import Params
-from slewdark.embed import read_truth_classes
 from slewdark.errors import SlewdarkError
 from slewdark.io.atomic import atomic_path, write_text_atomic
 from slewdark.latent.channels import MERGED_GROUP, cluster_offsets, patch_groups
-from slewdark.latent.diagnostics import cluster_composition, clustering_scores
 from slewdark.latent.diversity import distance_summary, pairwise_distances, remove_patch_backgrounds
 from slewdark.latent.fitting import GroupFit, fit_group
 from slewdark.latent.neighbourhood import GroupModel, classify_rows, load_group_models, save_group_model
@@ -43,9 +40,6 @@ from slewdark.patches import read_index, write_table
 from slewdark.plots import cluster as figures
 from slewdark.plots.recon_loss import save_figure
 from slewdark.tracking import flatten, stage_run
-from slewdark.truth import TRUTH_CLASSES
-
-log = logging.getLogger(__name__)
 
 STAGE = "cluster"
 ASSIGNMENT_COLUMNS = (
@@ -222,13 +216,9 @@ def _group_metrics(fit: GroupFit, rows: np.ndarray) -> dict[str, float]:
     return metrics
 
 
-def _highlight(requested: int | None, clusters: np.ndarray, composition: dict | None) -> int:
-    """The cluster outlined on the detector maps (``cluster.plots.highlight_cluster``)."""
-    if requested is not None:
-        return requested
-    if composition:
-        return max(composition, key=lambda c: (composition[c]["persistence"], composition[c]["size"]))
-    return int(np.bincount(clusters).argmax())
+def _highlight(requested: int | None, clusters: np.ndarray) -> int:
+    """The cluster outlined on the detector maps: ``cluster.plots.highlight_cluster``, else the largest."""
+    return int(np.bincount(clusters).argmax()) if requested is None else requested
 
 
 def _figures(
@@ -238,7 +228,6 @@ def _figures(
     table: dict[str, np.ndarray],
     fits: dict[str, GroupFit],
     distances: dict[str, np.ndarray],
-    composition: dict | None,
 ) -> dict[str, Figure]:
     """Every figure of the stage, by file name."""
     opts, seed = params.cluster.plots, params.seed
@@ -263,7 +252,7 @@ def _figures(
     on_exposure = index["exposure"] == exposure
     if not on_exposure.any():
         raise SlewdarkError(f"cluster.plots.exposure: no patches of exposure {exposure!r} in index.csv")
-    highlight = _highlight(opts.highlight_cluster, clusters, composition)
+    highlight = _highlight(opts.highlight_cluster, clusters)
     for detector in np.unique(index["detector"][on_exposure]):
         rows = np.flatnonzero(on_exposure & (index["detector"] == detector))
         out[f"map_{exposure}_DET{detector}.png"] = figures.detector_map(
@@ -293,7 +282,7 @@ def run_cluster(params: Params) -> dict[str, Any]:
     ----------
     params
         All parameters; reads ``seed``, ``umap``, ``cluster``, ``patches.out``,
-        ``patches.background``, ``embed.out``, ``patch_truth.out``, ``ae.model``, ``tracking``.
+        ``patches.background``, ``embed.out``, ``ae.model``, ``tracking``.
 
     Returns
     -------
@@ -353,17 +342,6 @@ def run_cluster(params: Params) -> dict[str, Any]:
             "background_removed": distance_summary(distances["background removed"]),
         },
     }
-    truth = read_truth_classes(params.patch_truth.out, len(latents))
-    composition = None
-    if truth is None:
-        log.warning("%s: no truth, skipping the diagnostics", params.patch_truth.out)
-    else:
-        composition = cluster_composition(table["cluster"], truth)
-        metrics["truth"] = clustering_scores(table["cluster"], truth)
-        purity_columns = ["cluster", "size", *TRUTH_CLASSES, "majority", "purity"]
-        write_table(
-            plot_dir / "purity.csv", [{"cluster": c, **v} for c, v in composition.items()], purity_columns
-        )
     write_text_atomic(cfg.metrics, json.dumps(metrics, indent=1) + "\n")
 
     run_params = {
@@ -384,7 +362,7 @@ def run_cluster(params: Params) -> dict[str, Any]:
                 fit.selection.counts, fit.selection.bic, fit.selection.aic, strict=True
             ):
                 run.log_metrics({f"bic.{group}": bic, f"aic.{group}": aic}, step=int(count))
-        pictures = _figures(params, index, patches, table, fits, distances, composition)
+        pictures = _figures(params, index, patches, table, fits, distances)
         for name, figure in pictures.items():
             save_figure(figure, plot_dir / name)
             run.log_artifact(plot_dir / name, "plots")

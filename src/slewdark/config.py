@@ -190,7 +190,8 @@ class PreviousSim(Section):
 class SimulateParams(Section):
     """One simulated data set (``simulate`` for training, ``heldout`` for testing)."""
 
-    out: str = Field(description="output folder")
+    out: str = Field(description="output folder of the exposures and their .prev.fits")
+    truth_out: str | None = Field(description="output folder of the .truth.fits; null = beside the exposures")
     seed: int = Field(ge=0)
     n_exposures: int = Field(ge=1)
     detectors: list[str]
@@ -227,13 +228,20 @@ class DataParams(Section):
     """Which exposure folders the pipeline reads (simulated by default, real NISP data otherwise)."""
 
     train: str = Field(description="folder of the exposures the pipeline learns from")
-    heldout: str = Field(description="folder of the exposures predicted and evaluated (.truth.fits to score)")
+    heldout: str = Field(description="folder of the exposures predicted and evaluated")
+    train_truth: str | None = Field(
+        description="evaluation only: folder of the training set's .truth.fits; null = beside the exposures"
+    )
+    heldout_truth: str | None = Field(
+        description="evaluation only: folder of the held-out set's .truth.fits; null = beside the exposures"
+    )
 
 
 class HeldoutParams(Section):
     """The held-out test set: same physics as ``simulate``, its own seed and size."""
 
     out: str
+    truth_out: str | None = Field(description="output folder of the .truth.fits; null = beside the exposures")
     seed: int = Field(ge=0)
     n_exposures: int = Field(ge=1)
     detectors: list[str]
@@ -286,7 +294,7 @@ class ClusterPlotParams(Section):
     out: str = Field(description="output folder of the figures and plot tables")
     exposure: str | None = Field(description="stem of the exposure mapped per detector; null = first one")
     highlight_cluster: int | None = Field(
-        ge=0, description="cluster outlined on the maps; null = most persistent by truth, else the largest"
+        ge=0, description="cluster outlined on the maps; null = the largest"
     )
     gallery_clusters: int = Field(ge=1, description="clusters shown in the gallery (largest first)")
     gallery_samples: int = Field(ge=1, description="patches shown per cluster")
@@ -623,7 +631,10 @@ class PseudomaskQualityParams(Section):
     cluster_truth_fraction: float = Field(gt=0, le=1, description="truly persistence: this share of patches")
     metrics_label: str = Field(description="output cluster-level metrics JSON")
     metrics: str = Field(description="output pixel-level metrics JSON")
-    plots: str = Field(description="output folder of the side-by-side pictures")
+    metrics_cluster: str = Field(
+        description="output JSON of the clustering and reconstruction loss against truth"
+    )
+    plots: str = Field(description="output folder of the side-by-side pictures and purity.csv")
     sample_detectors: int = Field(ge=0, description="detectors drawn in pictures")
 
 
@@ -650,6 +661,9 @@ class RobustnessParams(Section):
     """Stress matrix (``simulate_stress``, ``robustness`` stages): the held-out simulation varied per set."""
 
     out: str = Field(description="output folder, one sub-folder of exposures per set")
+    truth_out: str | None = Field(
+        description="output folder of the truth, one sub-folder per set; null = beside the exposures"
+    )
     seed: int = Field(ge=0, description="seed of every set: new skies, distinct from simulate and heldout")
     n_exposures: int = Field(ge=1, description="exposures per set")
     detectors: list[str]
@@ -673,7 +687,7 @@ class RobustnessParams(Section):
         for name, keys in self.sets.items():
             if not STRESS_SET_NAME.fullmatch(name):
                 raise ValueError(f"set name {name!r} must be a folder name (letters, digits, _ . -)")
-            fixed = sorted(set(keys) & {"out", "seed", "n_exposures", "detectors"})
+            fixed = sorted(set(keys) & {"out", "truth_out", "seed", "n_exposures", "detectors"})
             if fixed:
                 raise ValueError(f"set {name!r}: {fixed} are robustness keys, not per-set keys")
         return self
@@ -734,7 +748,11 @@ class Params(Section):
             except (AttributeError, TypeError):
                 raise ParamsError(f"{source}: {dotted}: not a key of simulate") from None
         raw.update(
-            out=str(Path(cfg.out) / name), seed=cfg.seed, n_exposures=cfg.n_exposures, detectors=cfg.detectors
+            out=str(Path(cfg.out) / name),
+            truth_out=None if cfg.truth_out is None else str(Path(cfg.truth_out) / name),
+            seed=cfg.seed,
+            n_exposures=cfg.n_exposures,
+            detectors=cfg.detectors,
         )
         try:
             return SimulateParams.model_validate(raw)

@@ -4,14 +4,13 @@ All patches (every split) go through the trained autoencoder in order, in
 batches read from the memmap; ``latents.npy`` (N, D) float32 and
 ``recon_loss.npy`` (N,) float32 (masked MSE over usable pixels, the measure
 training was validated with) follow the row order of ``index.csv``. The
-distribution of the reconstruction loss is drawn per split and, when the
-evaluation-only ``patch_truth.csv`` exists, per true patch class, and logged
-to MLflow.
+distribution of the reconstruction loss is drawn per split and logged to
+MLflow. Truth is never read here: its median per true patch class is an
+evaluation figure of :mod:`slewdark.pseudomask_quality`.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 from typing import Any
@@ -83,30 +82,10 @@ def embed_patches(
     return np.load(out_dir / "latents.npy", mmap_mode="r"), recon_loss
 
 
-def read_truth_classes(path: str | Path, n_patches: int) -> np.ndarray | None:
-    """The ``truth`` column of ``patch_truth.csv`` in patch order, or None when absent or stale."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        log.info("%s: no truth (real data)", path)
-        return None
-    if len(rows) != n_patches:
-        log.warning("%s has %d rows for %d patches: ignored (rerun patch-truth)", path, len(rows), n_patches)
-        return None
-    classes = np.empty(n_patches, dtype=object)
-    for row in rows:
-        classes[int(row["patch"])] = row["truth"]
-    return classes
-
-
 def run_embed(
     patch_dir: str | Path,
     model_path: str | Path,
     embed: EmbedParams,
-    truth_csv: str | Path,
     device_name: str,
     tracking: TrackingParams,
 ) -> dict[str, Any]:
@@ -120,8 +99,6 @@ def run_embed(
         ``models/ae.pt``.
     embed
         The ``embed`` params section (output folder, batch size, figure path).
-    truth_csv
-        ``data/truth/patch_truth.csv``; used only to colour the figure, when present.
     device_name
         ``auto``, ``cpu`` or ``cuda``.
     tracking
@@ -130,7 +107,7 @@ def run_embed(
     Returns
     -------
     dict
-        Median reconstruction loss per split (and per true class when known).
+        Median reconstruction loss per split, number of patches and latent size.
     """
     from slewdark.plots.recon_loss import plot_recon_loss, save_figure
 
@@ -138,14 +115,10 @@ def run_embed(
     model, checkpoint = load_autoencoder(model_path, device)
     latents, recon_loss = embed_patches(model, patch_dir, embed.out, embed.batch_size, device)
     splits = read_index(patch_dir)["split"]
-    truth = read_truth_classes(truth_csv, len(recon_loss))
     summary: dict[str, Any] = {"n_patches": len(recon_loss), "latent_dim": int(latents.shape[1])}
-    for name, labels in (("split", splits), ("truth", truth)):
-        if labels is None:
-            continue
-        for value in sorted(set(labels)):
-            summary[f"recon_loss_median_{name}_{value}"] = float(np.median(recon_loss[labels == value]))
-    figure = plot_recon_loss(recon_loss, splits, truth)
+    for split in sorted(set(splits)):
+        summary[f"recon_loss_median_split_{split}"] = float(np.median(recon_loss[splits == split]))
+    figure = plot_recon_loss(recon_loss, splits)
     save_figure(figure, embed.plot)
     run_params = {
         "embed": embed.model_dump(),

@@ -362,6 +362,7 @@ def score_exposures(
     exposures: list[Path],
     methods: dict[str, MethodFn],
     params: Params,
+    truth_dir: str | Path | None,
     edges: Sequence[float] | None = None,
     desc: str = "evaluate",
 ) -> tuple[dict[str, MethodScore], dict[str, int]]:
@@ -370,11 +371,13 @@ def score_exposures(
     Parameters
     ----------
     exposures
-        Held-out exposure files, each with its ``<stem>.truth.fits``.
+        Held-out exposure files, each with its ``<stem>.truth.fits`` in ``truth_dir``.
     methods
         Name to method (:func:`build_methods`).
     params
         Validated params (``evaluate`` section).
+    truth_dir
+        Folder of the truth files (``data.heldout_truth``); None: beside the exposures.
     edges
         Amplitude bin edges (e-); None = ``evaluate.amplitude_bins``.
     desc
@@ -396,7 +399,7 @@ def score_exposures(
     total = sum(len(info.detectors) for info in infos)
     with tqdm(total=total, desc=desc, unit="det") as progress:
         for path, info in zip(exposures, infos, strict=True):
-            truth_path = truth_file(path)
+            truth_path = truth_file(path, truth_dir)
             previous = previous_kind(info.prev_gwa)
             for detector in iter_detectors(path):
                 truth = read_truth(truth_path, detector.detector)
@@ -537,7 +540,7 @@ def run_evaluate(params: Params) -> EvaluationResult:
             f"{params.data.heldout}: no held-out exposure (run `slewdark simulate --set heldout`)"
         )
     methods = build_methods(params, exposures)
-    scores, data = score_exposures(exposures, methods, params)
+    scores, data = score_exposures(exposures, methods, params, params.data.heldout_truth)
     summaries = {name: score.summary() for name, score in scores.items()}
     metrics = {"heldout": data, "truth_threshold": cfg.truth_threshold, "methods": summaries}
     table = comparison_table(summaries, data)

@@ -3,7 +3,8 @@
 Each detector is drawn with a robust stretch (median - 2 sigma to median + 5 sigma,
 sigma from the median absolute deviation), so read noise, persistence streaks and
 cosmic rays are all visible. Simulated exposures get a second row with their truth
-(persistence signal, cosmic rays and hot pixels). Detectors are binned by
+(persistence signal, cosmic rays and hot pixels), read from the given truth folder
+or beside the exposure. Detectors are binned by
 ``binning`` to keep the picture small and the memory bounded.
 """
 
@@ -16,7 +17,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from slewdark.inspection import robust_stats
-from slewdark.io.fits import iter_detectors, read_info, read_truth
+from slewdark.io.fits import iter_detectors, read_info, read_truth, truth_file
 from slewdark.plots.recon_loss import save_figure
 
 STRETCH = (-2.0, 5.0)
@@ -38,12 +39,7 @@ def bin_max(image: np.ndarray, factor: int) -> np.ndarray:
     return image[:rows, :cols].reshape(rows // factor, factor, cols // factor, factor).max(axis=(1, 3))
 
 
-def truth_path(path: Path) -> Path:
-    """The simulator's ``<stem>.truth.fits`` beside ``<stem>.fits``."""
-    return path.with_name(path.name.removesuffix(".fits") + ".truth.fits")
-
-
-def render_exposure(path: str | Path, binning: int = 2, with_truth: bool = True) -> Figure:
+def render_exposure(path: str | Path, binning: int = 2, truth_dir: str | Path | None = None) -> Figure:
     """Figure with one column per detector: the data and, if simulated, the truth.
 
     Parameters
@@ -52,13 +48,14 @@ def render_exposure(path: str | Path, binning: int = 2, with_truth: bool = True)
         Exposure following the data contract.
     binning
         Block size for display (2 draws a 2040 px detector as 1020 px).
-    with_truth
-        Add a truth row when ``<stem>.truth.fits`` exists beside the file.
+    truth_dir
+        Folder of the simulator's ``<stem>.truth.fits``; None: beside the file. A truth
+        row is added when that file exists.
     """
     path = Path(path)
     info = read_info(path)
-    truth_file = truth_path(path)
-    show_truth = with_truth and truth_file.is_file()
+    truth = truth_file(path, truth_dir)
+    show_truth = truth.is_file()
     n = len(info.detectors)
     rows = 2 if show_truth else 1
     figure = Figure(figsize=(4.2 * n, 4.2 * rows + 0.6), layout="constrained")
@@ -72,16 +69,16 @@ def render_exposure(path: str | Path, binning: int = 2, with_truth: bool = True)
         ax.imshow(bin_image(det.data, binning), origin="lower", cmap="gray", vmin=low, vmax=high)
         ax.set_title(f"DET{det.detector}  median {median:.1f} e-, sigma {sigma:.1f} e-", fontsize=9)
         if show_truth:
-            _draw_truth(axes[1, column], truth_file, det.detector, binning, sigma)
+            _draw_truth(axes[1, column], truth, det.detector, binning, sigma)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     return figure
 
 
-def _draw_truth(ax, truth_file: Path, detector: str, binning: int, sigma: float) -> None:
+def _draw_truth(ax, path: Path, detector: str, binning: int, sigma: float) -> None:
     """Persistence signal in orange, cosmic rays in cyan, hot pixels in magenta."""
-    truth = read_truth(truth_file, detector)
+    truth = read_truth(path, detector)
     ax.imshow(bin_max(truth.pers, binning), origin="lower", cmap="inferno", vmin=0, vmax=max(3 * sigma, 1.0))
     overlay = np.zeros(truth.cr.shape, np.uint8)
     overlay[truth.cr] = 1
@@ -91,8 +88,10 @@ def _draw_truth(ax, truth_file: Path, detector: str, binning: int, sigma: float)
     ax.set_title(f"truth: persistence (0..{3 * sigma:.0f} e-), CR cyan, hot magenta", fontsize=9)
 
 
-def show_exposure(path: str | Path, out: str | Path, binning: int = 2) -> Path:
-    """Render an exposure (and its truth when simulated) to a PNG file, atomically."""
-    figure = render_exposure(path, binning)
+def show_exposure(
+    path: str | Path, out: str | Path, binning: int = 2, truth_dir: str | Path | None = None
+) -> Path:
+    """Render an exposure (and its truth when simulated, see :func:`render_exposure`) to a PNG, atomically."""
+    figure = render_exposure(path, binning, truth_dir)
     save_figure(figure, out)
     return Path(out)

@@ -102,7 +102,9 @@ def score_set(
         )
     strong_level = params.robustness.strong_sigma * simulation.detector.read_noise
     edges = sorted({*params.evaluate.amplitude_bins, strong_level})
-    scores, data = score_exposures(exposures, methods, params, edges, desc=f"robustness {name}")
+    scores, data = score_exposures(
+        exposures, methods, params, simulation.truth_out, edges, desc=f"robustness {name}"
+    )
     figures = {method: method_figures(score, strong_level) for method, score in scores.items()}
     return {"data": data, "strong_level": strong_level, "methods": figures}
 

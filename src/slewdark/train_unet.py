@@ -291,7 +291,7 @@ def run_train_unet(params: Params, labels: Labels = "pseudo") -> Path:
     normalisation = Normalisation(Scaling(**params.scaling.model_dump()), unet.prev_full_scale)
     source: LabelSource
     if labels == "truth":
-        source = truth_labels(params.evaluate.truth_threshold)
+        source = truth_labels(params.evaluate.truth_threshold, params.data.train_truth)
         files = exposure_files(params.data.train)
     else:
         masks = masks_for(params, labels)

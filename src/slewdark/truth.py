@@ -1,23 +1,26 @@
 """Evaluation only: what each patch truly holds, from the simulator's truth files.
 
 Never imported by fitting or labelling code. For each patch of ``index.csv``
-the ``<stem>.truth.fits`` beside its exposure gives the persistence signal
+the exposure's ``<stem>.truth.fits`` (in ``data.train_truth``, or beside the
+exposure when that is null; :func:`truth_file`) gives the persistence signal
 (electrons), the cosmic-ray and the hot-pixel masks; the patch is classed
 ``persistence`` when at least ``min_pixels`` pixels carry more than
 ``persistence_threshold`` e- of persistence, else ``cosmic_ray`` when a cosmic
 ray touches it, else ``hot_pixel`` when it holds a hot pixel, else ``clean``.
 Output ``data/truth/patch_truth.csv``: patch, truth, persistence_pixels,
-persistence_max (e-).
+persistence_max (e-); :func:`read_truth_classes` reads its classes back.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from slewdark.errors import ContractError, SlewdarkError
+from slewdark.io.fits import read_truth, truth_file
 from slewdark.patch_data import open_patches
 from slewdark.patches import cut_patches, read_index, write_table
 
@@ -27,10 +30,7 @@ TRUTH_CLASSES = ("persistence", "cosmic_ray", "hot_pixel", "clean")
 COLUMNS = ("patch", "truth", "persistence_pixels", "persistence_max")
 
 
-def truth_file(exposure_file: str | Path) -> Path:
-    """``<stem>.truth.fits`` beside ``<stem>.fits``."""
-    path = Path(exposure_file)
-    return path.with_name(path.name.removesuffix(".fits") + ".truth.fits")
+__all__ = ["TRUTH_CLASSES", "build_patch_truth", "classify_patches", "read_truth_classes", "truth_file"]
 
 
 def classify_patches(
@@ -80,7 +80,11 @@ def classify_patches(
 
 
 def build_patch_truth(
-    patch_dir: str | Path, out_csv: str | Path, persistence_threshold: float, min_pixels: int
+    patch_dir: str | Path,
+    truth_dir: str | Path | None,
+    out_csv: str | Path,
+    persistence_threshold: float,
+    min_pixels: int,
 ) -> dict[str, int]:
     """Run the ``patch_truth`` stage: the truth table of every patch.
 
@@ -88,6 +92,8 @@ def build_patch_truth(
     ----------
     patch_dir
         The ``patches`` stage's folder (index and patch size).
+    truth_dir
+        Folder of the ``<stem>.truth.fits`` (``data.train_truth``); None: beside the exposures.
     out_csv
         Output table.
     persistence_threshold, min_pixels
@@ -105,8 +111,6 @@ def build_patch_truth(
         unless no exposure has one (real data): then the table has no rows and
         the stages that read it skip their truth diagnostics.
     """
-    from slewdark.io.fits import read_truth
-
     index = read_index(patch_dir)
     size = open_patches(patch_dir)[0].shape[1]
     n = len(index["patch"])
@@ -118,7 +122,7 @@ def build_patch_truth(
     groups = {(f, d) for f, d in zip(index["file"], index["detector"], strict=True)}
     for file, detector in sorted(groups):
         selected = (index["file"] == file) & (index["detector"] == detector)
-        path = truth_file(file)
+        path = truth_file(file, truth_dir)
         if not path.is_file():
             failures.append(f"{path}: no truth file (only simulated exposures have one)")
             missing += 1
@@ -146,3 +150,22 @@ def build_patch_truth(
     counts = {name: int(np.sum(classes == name)) for name in TRUTH_CLASSES}
     log.info("patch truth: %s", counts)
     return counts
+
+
+def read_truth_classes(path: str | Path, n_patches: int) -> np.ndarray | None:
+    """The ``truth`` column of ``patch_truth.csv`` in patch order, or None when absent, empty or stale."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        log.info("%s: no truth (real data)", path)
+        return None
+    if len(rows) != n_patches:
+        log.warning("%s has %d rows for %d patches: ignored (rerun patch-truth)", path, len(rows), n_patches)
+        return None
+    classes = np.empty(n_patches, dtype=object)
+    for row in rows:
+        classes[int(row["patch"])] = row["truth"]
+    return classes

@@ -8,7 +8,8 @@ sources:
   (``data/masks/<stem>.pseudo.fits``: ``DETxy.MASK`` and the confidence
   ``DETxy.WEIGHT``), the project's real training signal;
 - ``truth``: the simulator's persistence above ``evaluate.truth_threshold`` e-
-  (weight 1 on usable pixels), only for the supervised ceiling of the evaluation.
+  (weight 1 on usable pixels, truth files in ``data.train_truth``), only for the
+  supervised ceiling of the evaluation.
 
 Tile positions are seeded: a share ``positive_fraction`` is centred on random
 labelled pixels (persistence is sparse, and a uniform draw would show the
@@ -90,11 +91,19 @@ def pseudo_mask_labels(masks_dir: str | Path) -> LabelSource:
     return labels
 
 
-def truth_labels(threshold: float) -> LabelSource:
-    """Labels from the simulator's truth: persistence above ``threshold`` electrons, weight 1 where usable."""
+def truth_labels(threshold: float, truth_dir: str | Path | None) -> LabelSource:
+    """Labels from the simulator's truth: persistence above ``threshold`` electrons, weight 1 where usable.
+
+    Parameters
+    ----------
+    threshold
+        Electrons of true persistence above which a pixel is labelled.
+    truth_dir
+        Folder of the ``<stem>.truth.fits``; None: beside the exposures.
+    """
 
     def labels(exposure: Path, detector: str, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        truth = read_truth(truth_file(exposure), detector)
+        truth = read_truth(truth_file(exposure, truth_dir), detector)
         return (truth.pers > threshold).astype(np.uint8), usable.astype(np.float32)
 
     return labels

@@ -422,6 +422,27 @@ def read_detector(path: str | Path, detector: str) -> DetectorImage:
     return next(iter_detectors(path, [detector]))
 
 
+def truth_file(exposure: str | Path, truth_dir: str | Path | None = None) -> Path:
+    """Where the simulator's ``<stem>.truth.fits`` of an exposure lies (evaluation only).
+
+    Parameters
+    ----------
+    exposure
+        The slew dark ``<stem>.fits``.
+    truth_dir
+        Folder of the truth files (``data.train_truth``, ``simulate.truth_out``, ...);
+        None: beside the exposure, the data contract's companion layout.
+
+    Returns
+    -------
+    Path
+        ``truth_dir/<stem>.truth.fits``, or ``<stem>.truth.fits`` beside the exposure.
+    """
+    path = Path(exposure)
+    name = path.name.removesuffix(".fits") + ".truth.fits"
+    return path.with_name(name) if truth_dir is None else Path(truth_dir) / name
+
+
 def read_truth(path: str | Path, detector: str) -> Truth:
     """Read one detector of a simulator ``<stem>.truth.fits`` (evaluation only).
 

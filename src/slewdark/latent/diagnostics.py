@@ -4,7 +4,8 @@ Each patch has a true class (``data/truth/patch_truth.csv``): ``persistence``,
 ``cosmic_ray``, ``hot_pixel`` or ``clean``. The purity of a cluster is the share
 of its patches in its majority class; the adjusted Rand index compares the whole
 clustering with the true classes (1 = identical partitions, about 0 = chance).
-Together they tell whether the latent space separates persistence.
+Together they tell whether the latent space separates persistence. Scored by
+the evaluation-only ``pseudomask_quality`` stage, never by ``cluster``.
 """
 
 from __future__ import annotations

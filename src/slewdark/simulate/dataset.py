@@ -9,8 +9,10 @@ hot-pixel share and readout levels, each from its ``[lo, hi]`` range in
 exposure long ago, no history). Per detector it draws an orientation of the sky, the
 fluence maps, the persistence they leave (Fermi law times the detector's trap map),
 hot pixels, cosmic rays, snowballs and the readout, observes the previous exposure as
-a pipeline delivers it, and writes ``sd<s>_<i>.fits``, ``.prev.fits`` and
-``.truth.fits`` (``docs/data-contract.md``, ``docs/simulator.md``). Each (exposure,
+a pipeline delivers it, and writes ``sd<s>_<i>.fits`` and ``.prev.fits`` into
+``out``, and ``.truth.fits`` into ``truth_out`` (beside the exposures when null;
+``docs/data-contract.md``, ``docs/simulator.md``), so that only the stages that
+depend on the truth folder can read it. Each (exposure,
 detector) has its own seeded generators, so files are byte-identical for the same
 seed and independent of the order or subset of detectors.
 """
@@ -29,7 +31,7 @@ from tqdm import tqdm
 
 from slewdark import __version__
 from slewdark.config import SimulateParams
-from slewdark.io.fits import fits_writer
+from slewdark.io.fits import fits_writer, truth_file
 from slewdark.simulate.detector import (
     BORDER,
     ReadoutLevels,
@@ -409,13 +411,24 @@ def _detector_hdus(
     return [science], [previous, dq], truth
 
 
-def simulate_exposure(cfg: SimulateParams, index: int, out: Path) -> Path:
+def simulate_exposure(cfg: SimulateParams, index: int, out: Path, truth_dir: Path | None) -> Path:
     """Simulate and write one slew dark with its ``.prev.fits`` and ``.truth.fits``.
 
-    The three files are written side by side, one detector at a time, so memory holds
+    The three files are written together, one detector at a time, so memory holds
     a single detector whatever the number of detectors. Each goes to a temporary
     file that is renamed into place only when every detector is written; the slew
     dark is renamed last, so it never appears without its companions.
+
+    Parameters
+    ----------
+    cfg
+        The data set's simulation.
+    index
+        Exposure number in the data set.
+    out
+        Folder of the slew dark and its ``.prev.fits``.
+    truth_dir
+        Folder of the ``.truth.fits``; None: beside the slew dark.
 
     Returns
     -------
@@ -424,7 +437,8 @@ def simulate_exposure(cfg: SimulateParams, index: int, out: Path) -> Path:
     """
     plan = plan_exposure(cfg, index)
     path = out / f"{plan.stem}.fits"
-    targets = tuple(zip((path, *companions(path)), _primary_headers(cfg, plan), strict=True))
+    files = exposure_files(path, truth_dir)
+    targets = tuple(zip(files, _primary_headers(cfg, plan), strict=True))
     with contextlib.ExitStack() as stack:
         appends = [stack.enter_context(fits_writer(target, header)) for target, header in targets]
         for detector in cfg.detectors:
@@ -446,10 +460,10 @@ def simulate_exposure(cfg: SimulateParams, index: int, out: Path) -> Path:
 
 
 def simulate_dataset(cfg: SimulateParams) -> list[Path]:
-    """Simulate ``cfg.n_exposures`` slew darks into ``cfg.out`` (see the module docstring).
+    """Simulate ``cfg.n_exposures`` slew darks into ``cfg.out``, truth into ``cfg.truth_out``.
 
-    Files of a previous run that this one does not write again are removed, so the
-    folder holds exactly this data set (it is a DVC output).
+    Files of a previous run that this one does not write again are removed, so each
+    folder holds exactly this data set (each is a DVC output).
 
     Returns
     -------
@@ -457,19 +471,21 @@ def simulate_dataset(cfg: SimulateParams) -> list[Path]:
         The slew-dark files, in order.
     """
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    truth_dir = None if cfg.truth_out is None else Path(cfg.truth_out)
+    folders = {out} if truth_dir is None else {out, truth_dir}
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
     written = [
-        simulate_exposure(cfg, index, out)
+        simulate_exposure(cfg, index, out, truth_dir)
         for index in tqdm(range(cfg.n_exposures), desc="simulate", unit="exposure")
     ]
-    keep = {p.name for path in written for p in (path, *companions(path))}
-    for stale in sorted(out.glob("*.fits")):
-        if stale.name not in keep:
+    keep = {p.resolve() for path in written for p in exposure_files(path, truth_dir)}
+    for stale in sorted(f for folder in folders for f in folder.glob("*.fits")):
+        if stale.resolve() not in keep:
             stale.unlink()
     return written
 
 
-def companions(path: Path) -> tuple[Path, Path]:
-    """The ``.prev.fits`` and ``.truth.fits`` files beside a slew dark."""
-    stem = path.name.removesuffix(".fits")
-    return path.with_name(f"{stem}.prev.fits"), path.with_name(f"{stem}.truth.fits")
+def exposure_files(path: Path, truth_dir: Path | None) -> tuple[Path, Path, Path]:
+    """A slew dark, its ``.prev.fits`` beside it and its ``.truth.fits`` (in ``truth_dir``, or beside)."""
+    return path, path.with_name(path.name.removesuffix(".fits") + ".prev.fits"), truth_file(path, truth_dir)
