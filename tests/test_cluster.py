@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from astropy.io import fits
 from sklearn.datasets import make_blobs
 
 from slewdark.cli import main
@@ -48,6 +49,15 @@ def write_products(root: Path) -> int:
                 truth.append(CLASSES[(i + j + e) % 3])
     n = len(records)
     write_table(root / "patches" / "index.csv", records, INDEX_COLUMNS)
+    (root / "data" / "raw").mkdir(parents=True)
+    for exposure, gwa in (("exp0", "RGS000"), ("exp1", "H")):  # headers only: the maps per previous kind
+        header = fits.Header({"OBS_ID": exposure, "PREVGWA": gwa, "PREVTILT": 4.0})
+        fits.HDUList(
+            [
+                fits.PrimaryHDU(header=header),
+                fits.ImageHDU(np.zeros((2040, 2040), np.float32), name="DET11.SCI"),
+            ]
+        ).writeto(root / "data" / "raw" / f"{exposure}.fits")
     rng = np.random.default_rng(0)
     patches = rng.uniform(0, 0.2, size=(n, SIZE, SIZE)).astype(np.float32)
     labels = np.array([CLASSES.index(t) for t in truth])
@@ -143,7 +153,8 @@ def test_channelwise_stage_writes_products_metrics_plots_and_mlflow_run(products
 
     plots = {p.name for p in (root / "plots").iterdir()}
     expected = {"umap.png", "selection.png", "diversity.png", "gallery.png", "saliency.png", "selection.csv"}
-    assert expected | {"map_exp0_DET11.png"} <= plots and "purity.csv" not in plots
+    expected |= {"map_exp0_DET11.png", "kmeans_map_exp0_DET11.png", "maps_by_previous.png"}
+    assert expected <= plots and "purity.csv" not in plots
     selection = read_csv(root / "plots" / "selection.csv")
     assert {r["group"] for r in selection} == {"0", "1"}
     assert sum(int(r["chosen"]) for r in selection) == 2

@@ -29,9 +29,11 @@ from tqdm import tqdm
 from slewdark.config import Params
 from slewdark.errors import SlewdarkError
 from slewdark.io.atomic import atomic_path, write_text_atomic
+from slewdark.io.fits import read_info
 from slewdark.latent.channels import MERGED_GROUP, cluster_offsets, patch_groups
 from slewdark.latent.diversity import distance_summary, pairwise_distances, remove_patch_backgrounds
 from slewdark.latent.fitting import GroupFit, fit_group
+from slewdark.latent.mixture import fit_kmeans
 from slewdark.latent.neighbourhood import GroupModel, classify_rows, load_group_models, save_group_model
 from slewdark.latent.saliency import latent_saliency
 from slewdark.latent.sampling import sample_rows
@@ -39,6 +41,7 @@ from slewdark.patch_data import open_patches
 from slewdark.patches import read_index, write_table
 from slewdark.plots import cluster as figures
 from slewdark.plots.recon_loss import save_figure
+from slewdark.simulate.sky import is_spectroscopic
 from slewdark.tracking import flatten, stage_run
 
 STAGE = "cluster"
@@ -221,6 +224,64 @@ def _highlight(requested: int | None, clusters: np.ndarray) -> int:
     return int(np.bincount(clusters).argmax()) if requested is None else requested
 
 
+def kmeans_clusters(
+    table: dict[str, np.ndarray], fits: dict[str, GroupFit], wanted: np.ndarray, seed: int
+) -> np.ndarray:
+    """K-means cluster ids of the ``wanted`` patches, as the study maps them beside the GMM's.
+
+    Per group, K-means with the mixture's chosen count is fitted on the group's
+    fitted points in the 2-D UMAP space and assigns the group's wanted patches;
+    ids are made global like the mixtures' (offset per group). Other patches get -1.
+    """
+    ids = np.full(len(table["cluster"]), -1, dtype=np.int64)
+    offset = 0
+    for group, fit in fits.items():
+        points = np.column_stack([table["umap_x"], table["umap_y"]])
+        model = fit_kmeans(points[fit.fitted_rows], fit.selection.chosen, seed)
+        rows = np.flatnonzero(wanted & (table["group"] == group))
+        if rows.size:
+            ids[rows] = offset + model.predict(points[rows])
+        offset += fit.selection.chosen
+    return ids
+
+
+def previous_kind_panels(
+    index: dict[str, np.ndarray], clusters: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """One detector's cluster map per kind of previous exposure (grism and tilt, or filter).
+
+    The first exposure (in index order) of each ``PREVGWA`` and ``PREVTILT``,
+    its first detector: what the study shows per grism and per tilt. Exposures
+    whose header names no previous exposure are left out.
+    """
+    panels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    seen: set[str] = set()
+    for stem in dict.fromkeys(index["exposure"]):
+        first = np.flatnonzero(index["exposure"] == stem)
+        info = read_info(index["file"][first[0]])
+        kind = previous_label(info.prev_gwa, info.prev_tilt)
+        if kind is None or kind in seen:
+            continue
+        seen.add(kind)
+        detector = index["detector"][first[0]]
+        rows = first[index["detector"][first] == detector]
+        panels[f"after {kind}: {stem} DET{detector}"] = (
+            index["row"][rows],
+            index["col"][rows],
+            clusters[rows],
+        )
+    return panels
+
+
+def previous_label(prev_gwa: str | None, prev_tilt: float | None) -> str | None:
+    """``RGS000 tilt +4``, ``H``...: a previous exposure's grism and tilt, or filter; None when unknown."""
+    if prev_gwa is None:
+        return None
+    if prev_tilt is None or not is_spectroscopic(prev_gwa):
+        return prev_gwa
+    return f"{prev_gwa} tilt {prev_tilt:+g}"
+
+
 def _figures(
     params: Params,
     index: dict[str, np.ndarray],
@@ -253,11 +314,16 @@ def _figures(
     if not on_exposure.any():
         raise SlewdarkError(f"cluster.plots.exposure: no patches of exposure {exposure!r} in index.csv")
     highlight = _highlight(opts.highlight_cluster, clusters)
+    kmeans = kmeans_clusters(table, fits, on_exposure, seed)
     for detector in np.unique(index["detector"][on_exposure]):
         rows = np.flatnonzero(on_exposure & (index["detector"] == detector))
-        out[f"map_{exposure}_DET{detector}.png"] = figures.detector_map(
-            index["row"][rows], index["col"][rows], clusters[rows], highlight, f"{exposure} DET{detector}"
+        where = index["row"][rows], index["col"][rows]
+        title, name = f"{exposure} DET{detector}", f"{exposure}_DET{detector}.png"
+        out[f"map_{name}"] = figures.detector_map(*where, clusters[rows], highlight, title)
+        out[f"kmeans_map_{name}"] = figures.detector_map(
+            *where, kmeans[rows], None, f"{title}, K-means with the mixtures' counts"
         )
+    out["maps_by_previous.png"] = figures.detector_maps(previous_kind_panels(index, clusters))
     sizes = np.bincount(clusters)
     largest = [int(c) for c in np.argsort(-sizes, kind="stable")[: opts.gallery_clusters] if sizes[c] > 0]
     samples = {c: sample_rows(np.flatnonzero(clusters == c), opts.gallery_samples, seed) for c in largest}

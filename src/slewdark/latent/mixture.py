@@ -193,10 +193,15 @@ def kmeans_scores(
     silhouette = np.empty(len(counts))
     sample = min(silhouette_max_points, len(points))
     for i, k in enumerate(counts):
-        model = KMeans(n_clusters=int(k), n_init=1, random_state=seed).fit(points)
+        model = fit_kmeans(points, int(k), seed)
         inertia[i] = model.inertia_
         silhouette[i] = silhouette_score(points, model.labels_, sample_size=sample, random_state=seed)
     return KMeansScores(counts=np.asarray(counts), inertia=inertia, silhouette=silhouette)
+
+
+def fit_kmeans(points: np.ndarray, n_clusters: int, seed: int) -> KMeans:
+    """K-means with ``n_clusters`` on ``(n, d)`` points, seeded (one initialisation)."""
+    return KMeans(n_clusters=n_clusters, n_init=1, random_state=seed).fit(points)
 
 
 def _precision_cholesky(model: GaussianMixture, component: int) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -119,17 +120,44 @@ def detector_map(
     title
         Figure title (exposure and detector).
     """
+    fig = Figure(figsize=(8, 8), layout="constrained")
+    _draw_map(fig.subplots(), rows, cols, clusters, highlight, title, labels=True)
+    return fig
+
+
+def detector_maps(panels: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Figure:
+    """Cluster maps of several detectors side by side (e.g. one per kind of previous exposure).
+
+    Parameters
+    ----------
+    panels
+        Panel title to ``(rows, cols, clusters)`` of one detector's patches.
+    """
+    fig, axes = _grid(len(panels), max_cols=3, panel_size=4.0)
+    for ax, (title, (rows, cols, clusters)) in zip(axes, panels.items(), strict=True):
+        _draw_map(ax, rows, cols, clusters, None, title, labels=False)
+    return fig
+
+
+def _draw_map(
+    ax: Axes,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    clusters: np.ndarray,
+    highlight: int | None,
+    title: str,
+    labels: bool,
+) -> None:
+    """Draw one detector's cluster map (ids written in the cells when ``labels`` and the grid is small)."""
     grid_rows, r = np.unique(rows, return_inverse=True)
     grid_cols, c = np.unique(cols, return_inverse=True)
     ids = np.full((len(grid_rows), len(grid_cols)), -1)
     ids[r, c] = clusters
-    fig = Figure(figsize=(8, 8), layout="constrained")
-    ax = fig.subplots()
     ax.imshow(
         np.ma.masked_less(ids, 0) % N_COLOURS, cmap=CLUSTER_CMAP, vmin=0, vmax=N_COLOURS - 1,
         interpolation="nearest", origin="lower",
     )  # fmt: skip
-    if max(ids.shape) <= 40:
+    if labels and max(ids.shape) <= 40:
         for (i, j), value in np.ndenumerate(ids):
             if value >= 0:
                 ax.text(j, i, str(value), fontsize=5, ha="center", va="center")
@@ -140,7 +168,6 @@ def detector_map(
     ax.set_ylabel("patch row")
     outlined = "" if highlight is None else f" (cluster {highlight} outlined)"
     ax.set_title(f"{title}{outlined}", fontsize=10)
-    return fig
 
 
 def cluster_gallery(samples: Mapping[int, np.ndarray]) -> Figure:
