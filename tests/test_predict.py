@@ -219,7 +219,7 @@ def test_bad_inputs_are_reported_and_skipped(
     assert earlier.read_bytes() == b"an earlier good product"
     with fits.open(out / "good.mask.fits") as hdul:
         assert [hdu.name for hdu in hdul[1:]] == ["DET11.MASK", "DET11.PROB"]
-    assert sorted(p.name for p in out.iterdir()) == ["cut.mask.fits", "good.mask.fits"]
+    assert sorted(p.name for p in out.iterdir()) == ["cut.mask.fits", "good.mask.fits", "manifest.csv"]
 
 
 def test_predict_files_report_and_float32_matches_autocast(tiny_model: Path, tmp_path: Path) -> None:
@@ -278,7 +278,7 @@ def test_a_folder_input_predicts_its_exposures_without_companions(tiny_model: Pa
     out = tmp_path / "pred"
     argv = ["--params", str(REPO / "params.yaml"), "predict", str(folder), "--out", str(out)]
     assert main([*argv, "--model", str(tiny_model), "--device", "cpu"]) == 0
-    assert [p.name for p in out.iterdir()] == ["sd_0.mask.fits"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.csv", "sd_0.mask.fits"]
 
 
 def test_predict_runs_from_any_folder_without_params_yaml(

@@ -81,7 +81,7 @@ def test_the_next_run_removes_what_a_killed_run_left_and_nothing_else(
             ["predict", str(exposure_path), "--out", str(out), "--model", str(model), "--device", "cpu"]
         )
     assert status == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted([running.name, "exp_k.mask.fits"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([running.name, "exp_k.mask.fits", "manifest.csv"])
     assert any(str(left) in r.getMessage() and "killed run" in r.getMessage() for r in caplog.records)
     with fits.open(out / "exp_k.mask.fits") as hdul:
         assert hdul["DET12.MASK"].data.shape == (SIDE, SIDE)

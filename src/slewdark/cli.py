@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from slewdark.config import DEFAULT_PARAMS, Params, load_params
 from slewdark.errors import SlewdarkError, Terminated
 
 if TYPE_CHECKING:
-    from slewdark.predict import PredictOptions
+    from slewdark.predict import PredictOptions, PredictReport
 
 log = logging.getLogger("slewdark")
 
@@ -430,6 +430,26 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params device, else auto")
     p.add_argument("--dq", action="store_true", help="also write DETxy.DQ with the persistence bit set")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="run on a local Dask cluster of N worker processes, one exposure per task (default: in-process)",
+    )
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on the existing Dask cluster whose scheduler is ADDRESS (e.g. tcp://host:8786)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
 
 
 @dataclass(frozen=True)
@@ -459,11 +479,14 @@ def _predict_setup(args: argparse.Namespace) -> _PredictSetup:
         model=args.model or params.unet.model,
         device=params.device,
         tracking_uri=params.tracking.uri,
-        options=PredictOptions(cfg.batch_size, cfg.write_prob, args.dq, cfg.num_threads, cfg.autocast),
+        options=PredictOptions(
+            cfg.batch_size, cfg.write_prob, args.dq, cfg.num_threads, cfg.autocast, cfg.gpu_batch_size
+        ),
     )
 
 
 def _run_predict(args: argparse.Namespace) -> int:
+    from slewdark.manifest import MANIFEST_NAME
     from slewdark.patches import exposure_files
     from slewdark.predict import load_unet, plan_outputs, predict_files
     from slewdark.training import resolve_device
@@ -473,12 +496,36 @@ def _run_predict(args: argparse.Namespace) -> int:
         raise SlewdarkError(f"no exposure in {', '.join(map(str, args.inputs))}")
     plan_outputs(inputs, args.out)
     setup = _predict_setup(args)
-    model = load_unet(setup.model, resolve_device(setup.device), setup.tracking_uri)
-    report = predict_files(inputs, args.out, model, setup.options)
-    log.info("wrote %d of %d masks to %s", len(report.written), len(inputs), args.out)
+    if args.workers is None and args.scheduler is None:
+        model = load_unet(setup.model, resolve_device(setup.device), setup.tracking_uri)
+        report = predict_files(inputs, args.out, model, setup.options)
+    else:
+        report = _predict_on_cluster(inputs, args, setup)
+    log.info(
+        "wrote %d of %d masks to %s (%d already current); manifest %s",
+        len(report.written),
+        len(inputs),
+        args.out,
+        len(report.skipped),
+        args.out / MANIFEST_NAME,
+    )
     if report.failed:
         print(f"slewdark predict: {len(report.failed)} of {len(inputs)} files failed", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+def _predict_on_cluster(inputs: list[Path], args: argparse.Namespace, setup: _PredictSetup) -> PredictReport:
+    """``predict --workers N`` or ``--scheduler ADDRESS``: the batch on Dask (imported only here)."""
+    from slewdark.batch import cluster_client, predict_on_cluster, threads_per_worker
+    from slewdark.predict import load_unet
+    from slewdark.training import resolve_device
+
+    options = setup.options
+    if args.workers is not None and options.num_threads == 0:
+        options = replace(options, num_threads=threads_per_worker(args.workers))
+    model = load_unet(setup.model, resolve_device("cpu"), setup.tracking_uri)
+    with cluster_client(args.workers, args.scheduler) as client:
+        return predict_on_cluster(inputs, args.out, client, model, setup.device, setup.tracking_uri, options)
 
 
 COMMANDS["train-unet"] = _run_train_unet

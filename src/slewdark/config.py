@@ -518,6 +518,7 @@ class PredictParams(Section):
     num_threads: int = Field(ge=0, description="torch CPU threads; 0 = torch's default")
     write_prob: bool = Field(description="write DETxy.PROB beside DETxy.MASK")
     autocast: bool = Field(description="bfloat16 on CPUs with native support, float16 on CUDA")
+    gpu_batch_size: int = Field(default=4, ge=1, description="tiles per forward pass on a GPU")
 
 
 class AstroscrappyParams(Section):

@@ -29,6 +29,7 @@ import datetime as dt
 import logging
 import signal
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ from slewdark.io.fits import (
     read_info,
     write_mask_product,
 )
+from slewdark.manifest import FAILED, OK, SKIPPED, Manifest, ManifestRow
 from slewdark.models.unet import build_unet, fuse_for_inference
 from slewdark.tiling import TileBlender, iter_tile_batches, tile_origins
 from slewdark.tracking import UNKNOWN_REVISION, code_revision, package_repository
@@ -91,6 +93,9 @@ class UnetModel:
         Lineage (``MLRUN``, ``MODELVER``, ``PARAMSHA``).
     veto
         Pixels too bright to be persistence, never flagged (None: no veto).
+    checkpoint_sha
+        sha256 of the checkpoint file it was loaded from (``MODELSHA``); empty
+        for a model built in memory, whose products are never taken as current.
     """
 
     network: nn.Module
@@ -104,6 +109,7 @@ class UnetModel:
     registered_version: str | None = None
     params_sha: str = ""
     veto: BrightVeto | None = None
+    checkpoint_sha: str = ""
     _inference: nn.Module | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -153,7 +159,7 @@ class PredictOptions:
     Attributes
     ----------
     batch_size
-        Tiles per forward pass.
+        Tiles per forward pass on the CPU.
     write_prob
         Write ``DETxy.PROB`` beside the mask.
     with_dq
@@ -164,6 +170,9 @@ class PredictOptions:
         Run the network in reduced precision: bfloat16 on a CPU that supports
         it natively, float16 on CUDA (probabilities change by about 1e-2, the
         mask of a few borderline pixels; see ``benchmarks/bench_predict.py``).
+    gpu_batch_size
+        Tiles per forward pass on a GPU, which has the memory for more: 4 is a
+        whole 2040 px detector in 2 x 2 tiles of 1040 px.
     """
 
     batch_size: int = 2
@@ -171,14 +180,29 @@ class PredictOptions:
     with_dq: bool = False
     num_threads: int = 0
     autocast: bool = True
+    gpu_batch_size: int = 4
+
+    def tile_batch(self, device: torch.device) -> int:
+        """Tiles per forward pass on ``device``: ``gpu_batch_size`` on CUDA, else ``batch_size``."""
+        return self.gpu_batch_size if device.type == "cuda" else self.batch_size
 
 
 @dataclass
 class PredictReport:
-    """Outcome of a batch: products written and ``(file, problem)`` of every failure."""
+    """Outcome of a batch: products written, those already current, ``(file, problem)`` of every failure."""
 
     written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+
+    def add(self, path: Path, out: Path, row: ManifestRow) -> None:
+        """Count the outcome ``row`` of input ``path`` whose product is ``out``."""
+        if row.status == OK:
+            self.written.append(out)
+        elif row.status == SKIPPED:
+            self.skipped.append(out)
+        else:
+            self.failed.append((path, row.error))
 
 
 def checkpoint_payload(unet: UnetModel) -> dict[str, Any]:
@@ -275,6 +299,7 @@ def load_unet(model: str | Path, device: torch.device, tracking_uri: str | None 
         mlflow_run_id=str(saved.get("mlflow_run_id") or ""),
         registered_version=saved.get("registered_version"),
         params_sha=str(saved.get("params_sha") or ""),
+        checkpoint_sha=file_sha256(path),
     )
 
 
@@ -431,8 +456,9 @@ def provenance_header(unet: UnetModel, input_sha: str, git_rev: str, obs_id: str
 
     ``GITREV`` (git revision of the running code, ``unknown`` with a comment
     when it is not a git checkout), ``MODEL`` (model path or registry URI),
-    ``PARAMSHA`` (sha256 of the params that trained the model) and ``INPUTSHA``
-    (sha256 of the input file) carry no comment: their values fill the card.
+    ``PARAMSHA`` (sha256 of the params that trained the model), ``MODELSHA``
+    (sha256 of the checkpoint file) and ``INPUTSHA`` (sha256 of the input file)
+    carry no comment: their values fill the card.
     """
     header = fits.Header()
     header["SDVER"] = (__version__, "slewdark version")
@@ -443,6 +469,7 @@ def provenance_header(unet: UnetModel, input_sha: str, git_rev: str, obs_id: str
     header["MLRUN"] = (unet.mlflow_run_id, "MLflow run id of the model")
     header["MODELVER"] = (str(unet.registered_version or ""), "registered model version")
     header["PARAMSHA"] = unet.params_sha
+    header["MODELSHA"] = unet.checkpoint_sha
     header["INPUTSHA"] = input_sha
     header["DATE"] = (dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"), "UTC time of writing")
     header["OBS_ID"] = (obs_id, "exposure identifier of the input")
@@ -476,9 +503,8 @@ def _detector_layers(
     """The mask layers of one detector with usable pixels."""
     image = detector_input(path, detector, unet.normalisation, unet.in_channels, prev_path)
     dtype = autocast_dtype(unet.device, options.autocast)
-    prob = predict_probability(
-        unet.inference_network(), image, unet.tile, unet.overlap, options.batch_size, dtype
-    )
+    batch_size = options.tile_batch(unet.device)
+    prob = predict_probability(unet.inference_network(), image, unet.tile, unet.overlap, batch_size, dtype)
     prob[~detector.usable] = 0.0
     return MaskLayers(
         detector=detector.detector,
@@ -503,7 +529,12 @@ def _empty_layers(detector: DetectorImage, options: PredictOptions) -> MaskLayer
 
 
 def predict_exposure(
-    path: str | Path, out: str | Path, unet: UnetModel, options: PredictOptions, git_rev: str
+    path: str | Path,
+    out: str | Path,
+    unet: UnetModel,
+    options: PredictOptions,
+    git_rev: str,
+    input_sha: str | None = None,
 ) -> Path:
     """Predict one exposure and write its product ``out`` atomically.
 
@@ -519,6 +550,8 @@ def predict_exposure(
         Batch size and optional layers.
     git_rev
         ``GITREV`` keyword value.
+    input_sha
+        ``INPUTSHA`` when the caller has it already; computed when None.
 
     Returns
     -------
@@ -535,22 +568,123 @@ def predict_exposure(
         raise ContractError(path, "no such file")
     info = read_info(path)
     out = Path(out)
-    header = provenance_header(unet, file_sha256(path), git_rev, info.obs_id)
+    header = provenance_header(unet, input_sha or file_sha256(path), git_rev, info.obs_id)
     with tqdm(total=len(info.detectors), desc=path.name, unit="det", leave=False) as progress:
         write_mask_product(out, header, _exposure_layers(path, unet, options, progress), options.with_dq)
     return out
 
 
+def product_is_current(out: Path, input_sha: str, unet: UnetModel, options: PredictOptions) -> bool:
+    """Whether ``out`` is already the product of this input by this model, with the layers asked for.
+
+    Current means: the product's ``INPUTSHA`` is ``input_sha``, its ``MODELSHA``
+    is the model's checkpoint sha (never for a model without one), and it has
+    ``DETxy.PROB`` and ``DETxy.DQ`` when ``options`` asks for them. An
+    unreadable product is not current: it is predicted again.
+    """
+    if not unet.checkpoint_sha or not out.is_file():
+        return False
+    try:
+        with fits.open(out) as hdul:
+            header = hdul[0].header
+            layers = {hdu.name.rsplit(".", 1)[-1] for hdu in hdul[1:]}
+    except (OSError, ValueError):
+        return False
+    wanted = {"MASK", *(["PROB"] if options.write_prob else []), *(["DQ"] if options.with_dq else [])}
+    return (
+        header.get("INPUTSHA") == input_sha
+        and header.get("MODELSHA") == unet.checkpoint_sha
+        and wanted <= layers
+    )
+
+
+def manifest_row(unet: UnetModel, path: Path, **outcome: Any) -> ManifestRow:
+    """The manifest row of input ``path`` predicted by ``unet``; ``outcome`` gives the other columns."""
+    return ManifestRow(
+        input=str(path.absolute()),
+        model=unet.source,
+        modelsha=unet.checkpoint_sha,
+        modelver=str(unet.registered_version or ""),
+        mlrun=unet.mlflow_run_id,
+        **outcome,
+    )
+
+
+def predict_or_skip(
+    path: Path, out: Path, unet: UnetModel, options: PredictOptions, git_rev: str
+) -> ManifestRow:
+    """One exposure of a batch: predicted, skipped when its product is current, or failed in one line.
+
+    A file that breaks the contract or cannot be read is logged and reported in
+    the row (status ``failed``); it never raises for the file's sake.
+
+    Parameters
+    ----------
+    path, out
+        Input and its product (:func:`plan_outputs`).
+    unet, options, git_rev
+        As :func:`predict_exposure`.
+
+    Returns
+    -------
+    ManifestRow
+        Status ``ok``, ``skipped`` or ``failed``, with the input's sha, time and detectors.
+    """
+    start = time.perf_counter()
+    input_sha, detectors = "", 0
+    try:
+        if not path.is_file():
+            raise ContractError(path, "no such file")
+        input_sha = file_sha256(path)
+        detectors = len(read_info(path).detectors)
+        status = SKIPPED if product_is_current(out, input_sha, unet, options) else OK
+        if status == OK:
+            predict_exposure(path, out, unet, options, git_rev, input_sha)
+        error = ""
+    except FILE_ERRORS as problem:
+        status, error = FAILED, str(problem) if isinstance(problem, ContractError) else f"{path}: {problem}"
+        log.error("skipped %s", error)
+    seconds = time.perf_counter() - start
+    return manifest_row(
+        unet, path, inputsha=input_sha, status=status, error=error, seconds=seconds, detectors=detectors
+    )
+
+
+def prepare_batch(paths: Sequence[str | Path], out_dir: str | Path) -> dict[Path, Path]:
+    """Plan the products (:func:`plan_outputs`) and remove the temporary files that killed runs left.
+
+    Raises
+    ------
+    SlewdarkError
+        When the products cannot be planned.
+    """
+    plan = plan_outputs(paths, out_dir)
+    for stale in remove_stale_temporaries(out_dir, PRODUCT_SUFFIX):
+        log.warning("removed %s, the temporary file of a killed run", stale)
+    return plan
+
+
+def prepare_torch(num_threads: int) -> None:
+    """Torch settings of a predicting process: ``num_threads`` CPU threads (0 keeps torch's), no denormals."""
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
+    torch.set_flush_denormal(True)
+
+
 def predict_files(
     paths: Sequence[str | Path], out_dir: str | Path, unet: UnetModel, options: PredictOptions
 ) -> PredictReport:
-    """Predict a batch of exposures; a bad file is logged in one line and skipped.
+    """Predict a batch of exposures in this process; a bad file is logged in one line and skipped.
 
-    Before anything runs the products are planned (:func:`plan_outputs`: two
+    Before anything runs the products are planned (:func:`prepare_batch`: two
     inputs for one product, or an ``out_dir`` that is a file, stop the batch)
     and the temporary files that killed runs left in ``out_dir`` are removed.
-    While it runs, SIGTERM raises :class:`~slewdark.errors.Terminated`, so the
-    product being written is removed before the process exits.
+    An input whose product is current (:func:`product_is_current`) is skipped.
+    Each outcome is recorded in ``out_dir/manifest.csv`` as it comes
+    (:class:`~slewdark.manifest.Manifest`). While it runs, SIGTERM raises
+    :class:`~slewdark.errors.Terminated`, so the product being written is
+    removed before the process exits. :func:`slewdark.batch.predict_on_cluster`
+    does the same on a Dask cluster.
 
     Parameters
     ----------
@@ -566,31 +700,25 @@ def predict_files(
     Returns
     -------
     PredictReport
-        Written products and failures, in input order.
+        Written, skipped and failed products, in input order.
 
     Raises
     ------
     SlewdarkError
-        When the products cannot be planned (:func:`plan_outputs`).
+        When the products cannot be planned (:func:`plan_outputs`) or the manifest is not one.
     Terminated
         On SIGTERM.
     """
-    plan = plan_outputs(paths, out_dir)
-    for stale in remove_stale_temporaries(out_dir, PRODUCT_SUFFIX):
-        log.warning("removed %s, the temporary file of a killed run", stale)
+    plan = prepare_batch(paths, out_dir)
+    manifest = Manifest.load(out_dir)
     git_rev = code_revision()
-    if options.num_threads > 0:
-        torch.set_num_threads(options.num_threads)
-    torch.set_flush_denormal(True)
+    prepare_torch(options.num_threads)
     report = PredictReport()
     with sigterm_raises():
         for path, out in tqdm(plan.items(), desc="predict", unit="exposure"):
-            try:
-                report.written.append(predict_exposure(path, out, unet, options, git_rev))
-            except FILE_ERRORS as error:
-                problem = str(error) if isinstance(error, ContractError) else f"{path}: {error}"
-                log.error("skipped %s", problem)
-                report.failed.append((path, problem))
+            row = predict_or_skip(path, out, unet, options, git_rev)
+            manifest.record(row)
+            report.add(path, out, row)
     return report
 
 
