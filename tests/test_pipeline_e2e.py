@@ -38,14 +38,30 @@ ALL_STAGES = {
     "label",
     "pseudomask",
     "pseudomask_quality",
+    "heuristic_masks",
+    "pseudomask_neighbourhood",
     "train_unet",
+    "train_unet_heuristic",
+    "train_unet_neighbourhood",
     "train_unet_truth",
     "predict",
     "evaluate",
     "simulate_stress",
     "robustness",
 }
-AFTER_PSEUDOMASK = {"pseudomask", "pseudomask_quality", "train_unet", "predict", "evaluate", "robustness"}
+SEGMENTATION_AND_LATER = {
+    "pseudomask",
+    "pseudomask_quality",
+    "heuristic_masks",
+    "pseudomask_neighbourhood",
+    "train_unet",
+    "train_unet_heuristic",
+    "train_unet_neighbourhood",
+    "predict",
+    "evaluate",
+    "robustness",
+}
+"""The stages that read the segmentation settings, and what depends on them."""
 
 pytestmark = pytest.mark.slow
 
@@ -113,6 +129,8 @@ def test_first_repro_runs_every_stage_and_ends_with_the_evaluation(pipeline) -> 
         "unet",
         "physics",
         "heuristic_segmentation",
+        "unet_heuristic",
+        "unet_neighbourhood",
         "unet_truth",
         "astroscrappy",
     }
@@ -160,9 +178,9 @@ def test_predict_runs_the_registered_model(pipeline, tmp_path: Path) -> None:
     assert str(header["MODELVER"]) == str(version)
 
 
-def test_changing_a_segmentation_threshold_reruns_only_pseudomask_and_later(pipeline) -> None:
+def test_changing_a_segmentation_threshold_reruns_only_its_consumers_and_later(pipeline) -> None:
     repo, env, _ = pipeline
     raw = yaml.safe_load((repo / "params.yaml").read_text())
     raw["pseudomask"]["segment"]["min_size"] += 5
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    assert stages_run(run(["dvc", "repro"], repo, env)) == AFTER_PSEUDOMASK
+    assert stages_run(run(["dvc", "repro"], repo, env)) == SEGMENTATION_AND_LATER
