@@ -134,6 +134,9 @@ def make_world(tmp_path: Path) -> Params:
             "label.overrides": str(overrides),
             "label.gallery": str(tmp_path / "plots" / "label"),
             "pseudomask.out": str(tmp_path / "masks"),
+            # hand-made assignments, no fitted cluster models: the neighbourhood rule (the
+            # default) needs them; test_latent_neighbourhood and the pipeline tests cover it
+            "pseudomask.rule": "cluster",
             "pseudomask.quality.metrics_label": str(tmp_path / "metrics" / "label.json"),
             "pseudomask.quality.metrics": str(tmp_path / "metrics" / "pseudomask.json"),
             "pseudomask.quality.metrics_cluster": str(tmp_path / "metrics" / "cluster_truth.json"),

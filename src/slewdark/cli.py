@@ -395,10 +395,10 @@ def _add_train_unet(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-unet", help="train the segmentation UNet (MLflow run) -> models/unet.pt")
     p.add_argument(
         "--labels",
-        choices=["pseudo", "truth", "heuristic", "neighbourhood"],
+        choices=["pseudo", "truth", "heuristic", "cluster"],
         default="pseudo",
         help="pseudo: the pseudo-masks (the product, default); truth: the simulator's truth "
-        "(the evaluation's supervised ceiling, written to unet.truth_model); heuristic, neighbourhood: "
+        "(the evaluation's supervised ceiling, written to unet.truth_model); heuristic, cluster: "
         "the ablation's masks (ablation.*_masks), written to models/unet_<labels>.pt",
     )
     p.add_argument("--epochs", type=int, help="maximum epochs")

@@ -541,7 +541,7 @@ class PhysicsBaselineParams(Section):
 
 
 Baseline = Literal[
-    "physics", "heuristic_segmentation", "unet_heuristic", "unet_neighbourhood", "unet_truth", "astroscrappy"
+    "physics", "heuristic_segmentation", "unet_heuristic", "unet_cluster", "unet_truth", "astroscrappy"
 ]
 
 
@@ -558,7 +558,7 @@ class EvaluateParams(Section):
             "physics",
             "heuristic_segmentation",
             "unet_heuristic",
-            "unet_neighbourhood",
+            "unet_cluster",
             "unet_truth",
             "astroscrappy",
         ]
@@ -655,7 +655,7 @@ class AblationParams(Section):
     """What the unsupervised chain adds: UNets trained on other labels, scored beside the product."""
 
     heuristic_masks: str = Field(description="folder of the cluster-free heuristic masks of data.train")
-    neighbourhood_masks: str = Field(description="folder of the neighbourhood-rule pseudo-masks")
+    cluster_masks: str = Field(description="folder of the cluster-rule pseudo-masks")
 
 
 class RobustnessParams(Section):

@@ -13,11 +13,11 @@ same usable pixels, with the same metrics (:mod:`slewdark.metrics`):
 - ``heuristic_segmentation``: a cluster-free heuristic, the study's
   segmentation (:mod:`slewdark.segment`) of every whole held-out detector gated
   on the previous exposure's bright map (not the pseudo-masks the UNet learned
-  from, which only segment persistence clusters);
-- ``unet_heuristic``, ``unet_neighbourhood`` (the ablation): the same network
+  from, which only segment persistence patches);
+- ``unet_heuristic``, ``unet_cluster`` (the ablation): the same network
   with the same settings trained on the cluster-free heuristic's masks of the
-  training exposures, and on pseudo-masks made with the study's neighbourhood
-  rule (:mod:`slewdark.unet_variants`): beside ``unet``, they show what the
+  training exposures, and on pseudo-masks of the persistence clusters alone
+  (no neighbourhood rule) (:mod:`slewdark.unet_variants`): beside ``unet``, they show what the
   clusters add;
 - ``unet_truth``: the same network trained on the simulator's truth
   (``unet.truth_model``), the supervised ceiling. It and the ablation's UNets
@@ -99,7 +99,7 @@ METHOD_ORDER = (
     "physics",
     "heuristic_segmentation",
     "unet_heuristic",
-    "unet_neighbourhood",
+    "unet_cluster",
     "unet_truth",
     "astroscrappy",
 )
@@ -348,10 +348,7 @@ def build_methods(params: Params, exposures: list[Path]) -> dict[str, MethodFn]:
         PRODUCT: lambda: prediction_method(Path(params.predict.out), exposures),
         "physics": lambda: physics_method(cfg.physics),
         "heuristic_segmentation": lambda: heuristic_segmentation_method(params),
-        **{
-            f"unet_{labels}": variant_method(params, labels)
-            for labels in ("heuristic", "neighbourhood", "truth")
-        },
+        **{f"unet_{labels}": variant_method(params, labels) for labels in ("heuristic", "cluster", "truth")},
         "astroscrappy": lambda: astroscrappy_method(cfg.astroscrappy),
     }
     wanted = {PRODUCT, *cfg.baselines}

@@ -1,9 +1,10 @@
 """Which labels a UNet learns from, and where each variant is written.
 
-The product learns the cluster pseudo-masks (``pseudo``); the evaluation's
-ceiling learns the simulator's truth (``truth``); the ablation's variants learn
-the cluster-free heuristic's masks (``heuristic``) or the pseudo-masks made with
-the study's neighbourhood rule (``neighbourhood``). Training
+The product learns the pseudo-masks of ``pseudomask.rule`` (``pseudo``; by
+default the study's neighbourhood rule); the evaluation's ceiling learns the
+simulator's truth (``truth``); the ablation's variants learn the cluster-free
+heuristic's masks (``heuristic``) or the pseudo-masks of the persistence
+clusters alone, without the neighbourhood rule (``cluster``). Training
 (:mod:`slewdark.train_unet`) and evaluation (:mod:`slewdark.evaluate`) find a
 variant's files here.
 """
@@ -16,8 +17,8 @@ from typing import Literal
 
 from slewdark.config import Params, UnetParams
 
-Labels = Literal["pseudo", "truth", "heuristic", "neighbourhood"]
-ABLATION_LABELS = ("heuristic", "neighbourhood")
+Labels = Literal["pseudo", "truth", "heuristic", "cluster"]
+ABLATION_LABELS = ("heuristic", "cluster")
 """Label sources of the ablation: masks in ``ablation.<labels>_masks``, models named after the product's."""
 
 
