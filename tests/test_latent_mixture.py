@@ -78,3 +78,15 @@ def test_mahalanobis_distance_matches_the_component_covariance(covariance_type: 
     _, _, far = assign_components(model, shifted)
     expected = 3.0 / np.sqrt(model.covariances_.mean()) if covariance_type == "spherical" else 3.0
     assert far[0] == pytest.approx(expected, rel=0.15)
+
+
+def test_a_count_whose_components_collapse_is_skipped_and_none_left_is_one_clear_error() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 2)).astype(np.float32) * 10 + 20
+    noise = rng.normal(size=(20, 2)).astype(np.float32) + 20
+    points = np.vstack([np.repeat(centres, 50, axis=0), noise])
+    selection = select_mixture(points, range(2, 6), covariance_type="full", rule="bic", n_init=1, seed=0)
+    assert list(selection.counts) == [3, 4, 5]
+    assert selection.chosen in (3, 4, 5) and len(selection.bic) == 3
+    with pytest.raises(SlewdarkError, match="components collapse"):
+        select_mixture(points, [2], covariance_type="full", rule="bic", n_init=1, seed=0)

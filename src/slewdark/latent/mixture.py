@@ -40,7 +40,7 @@ class MixtureSelection:
     Attributes
     ----------
     counts
-        The numbers of components tried.
+        The numbers of components fitted (a count whose fit collapses is skipped).
     bic, aic
         Information criteria, one per count (lower is better).
     chosen
@@ -140,7 +140,8 @@ def select_mixture(
     points
         (n, d) points of the clustering space (the UMAP embedding).
     counts
-        Numbers of components to try; counts that ``n`` points cannot support are skipped.
+        Numbers of components to try; counts that ``n`` points cannot support are skipped, and so
+        are counts whose fit fails because a component collapses onto identical points.
     covariance_type
         ``full``, ``tied``, ``diag`` or ``spherical``.
     rule
@@ -157,16 +158,23 @@ def select_mixture(
     MixtureSelection
     """
     tried = usable_counts(counts, len(points))
-    bic = np.empty(len(tried))
-    aic = np.empty(len(tried))
     models: dict[int, GaussianMixture] = {}
-    for i, k in enumerate(tqdm(tried, desc="GMM counts", disable=not progress)):
-        model = fit_mixture(points, int(k), covariance_type, n_init, seed)
-        bic[i], aic[i] = model.bic(points), model.aic(points)
-        models[int(k)] = model
-    chosen = choose_count(tried, bic, aic, rule)
+    for k in tqdm(tried, desc="GMM counts", disable=not progress):
+        try:
+            models[int(k)] = fit_mixture(points, int(k), covariance_type, n_init, seed)
+        except ValueError:
+            log.warning("%d components: a component collapsed onto identical points; count skipped", k)
+    if not models:
+        raise SlewdarkError(
+            f"no Gaussian mixture of {tried[0]}..{tried[-1]} components fits these {len(points)} points: "
+            "components collapse onto identical points (raise umap.n_neighbors or umap.min_dist)"
+        )
+    fitted = np.array(list(models), dtype=int)
+    bic = np.array([model.bic(points) for model in models.values()])
+    aic = np.array([model.aic(points) for model in models.values()])
+    chosen = choose_count(fitted, bic, aic, rule)
     log.info("chose %d components by %s among %d..%d", chosen, rule, tried[0], tried[-1])
-    return MixtureSelection(counts=tried, bic=bic, aic=aic, chosen=chosen, model=models[chosen])
+    return MixtureSelection(counts=fitted, bic=bic, aic=aic, chosen=chosen, model=models[chosen])
 
 
 def kmeans_scores(
