@@ -4,7 +4,9 @@ A temporary copy of the repository on the tiny profile; exposures without truth
 (as real NISP data: the simulator's, their truth written elsewhere and deleted)
 are tracked with ``dvc add``; ``dvc repro predict`` then runs the whole chain,
 patches to the UNet's masks of the new exposures, without the simulator, without
-editing ``dvc.yaml`` and with no truth file anywhere on disk.
+editing ``dvc.yaml`` and with no truth file anywhere on disk: so the learning
+stages (patches to the UNet) need no truth, as ``test_truth_isolation`` checks on
+``dvc.yaml``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 import yaml
 
 from test_pipeline_e2e import BIN, apply_profile, copy_repository, run, stages_run
+from test_truth_isolation import LEARNING
 
 CHAIN = {"patches", "train_ae", "embed", "cluster", "label", "pseudomask", "train_unet", "predict"}
 DATA = {
@@ -47,6 +50,7 @@ def test_data_keys_switch_the_whole_chain_to_dvc_added_exposures_without_truth(t
     raw["data"] = DATA
     raw["optuna"]["n_trials"] = 0
     raw["cluster"]["plots"]["saliency_samples"] = 0
+    raw["label"]["gallery_samples"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", MPLBACKEND="Agg")
@@ -64,7 +68,11 @@ def test_data_keys_switch_the_whole_chain_to_dvc_added_exposures_without_truth(t
     assert files == {f"{DATA['train']}/sd001_000{i}.fits" for i in range(3)}
     [exposure] = (repo / DATA["heldout"]).glob("sd*_0000.fits")
     assert (repo / raw["predict"]["out"] / exposure.name.replace(".fits", ".mask.fits")).is_file()
-    assert not list(tmp_path.rglob("*.truth.fits"))
+    assert not list(tmp_path.rglob("*.truth.fits")) and not (repo / "data" / "truth").exists()
+    assert list((repo / raw["pseudomask"]["out"]).glob("*.pseudo.fits"))
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    for stage in LEARNING:
+        data = [dep["path"] for dep in lock[stage].get("deps", []) if not dep["path"].startswith("src/")]
+        assert not any("truth" in path for path in data), (stage, data)
     assert DATA["train"] in {dep["path"] for dep in lock["patches"]["deps"]}
     assert DATA["heldout"] in {dep["path"] for dep in lock["predict"]["deps"]}
