@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slewdark.patches import INDEX_COLUMNS, assign_splits, write_table
+from slewdark.stages.patches import INDEX_COLUMNS, assign_splits, write_table
 
 
 @pytest.fixture

@@ -30,10 +30,10 @@ def test_a_learning_stage_that_reads_truth_breaks_a_contract(tmp_path: Path) -> 
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     shutil.copytree(REPO / "src", tmp_path / "src", ignore=ignore)
-    label = tmp_path / "src" / "slewdark" / "label.py"
-    label.write_text(label.read_text() + "\nfrom slewdark.truth import truth_file  # noqa: E402\n")
+    label = tmp_path / "src" / "slewdark" / "stages" / "label.py"
+    label.write_text(label.read_text() + "\nfrom slewdark.evaluation.truth import truth_file  # noqa: E402\n")
 
     done = lint_imports(tmp_path, tmp_path / "src")
 
     assert done.returncode != 0
-    assert "slewdark.label is not allowed to import slewdark.truth" in done.stdout
+    assert "slewdark.stages.label is not allowed to import slewdark.evaluation.truth" in done.stdout

@@ -13,7 +13,7 @@ from scipy import ndimage
 from slewdark.config import Params, load_params
 from slewdark.errors import SlewdarkError
 from slewdark.io.fits import DetectorImage, write_fits_atomic
-from slewdark.label import (
+from slewdark.stages.label import (
     PatchEvidence,
     apply_overrides,
     bright_map,
@@ -26,7 +26,7 @@ from slewdark.label import (
     run_label,
     shape_features,
 )
-from slewdark.patches import INDEX_COLUMNS, write_table
+from slewdark.stages.patches import INDEX_COLUMNS, write_table
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE, N_PER_CLUSTER = 68, 6

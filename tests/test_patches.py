@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from slewdark.background import remove_background
+from slewdark.core.background import remove_background
+from slewdark.core.scaling import Scaling, scale_detector
 from slewdark.errors import SlewdarkError
-from slewdark.patches import (
+from slewdark.evaluation.truth import build_patch_truth, classify_patches, read_truth_classes
+from slewdark.stages.patches import (
     PatchOptions,
     assign_splits,
     build_patches,
@@ -21,8 +23,6 @@ from slewdark.patches import (
     read_index,
     write_table,
 )
-from slewdark.scaling import Scaling, scale_detector
-from slewdark.truth import build_patch_truth, classify_patches, read_truth_classes
 
 SIZE = 2040
 SCALING = Scaling("channel_row_block", 34, 3.0, -4.0, 100.0)

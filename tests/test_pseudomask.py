@@ -13,9 +13,9 @@ from scipy import ndimage
 
 from slewdark.config import Params
 from slewdark.errors import SlewdarkError
-from slewdark.label import run_label
-from slewdark.patches import cut_patches
-from slewdark.pseudomask import (
+from slewdark.stages.label import run_label
+from slewdark.stages.patches import cut_patches
+from slewdark.stages.pseudomask import (
     output_path,
     patch_labels,
     patch_products,
@@ -23,7 +23,7 @@ from slewdark.pseudomask import (
     reassemble,
     run_pseudomask,
 )
-from slewdark.pseudomask_quality import label_quality, run_quality
+from slewdark.stages.pseudomask_quality import label_quality, run_quality
 from test_label import N_PER_CLUSTER, PERSISTENT_ROWS, SIZE, make_world
 
 

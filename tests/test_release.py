@@ -42,10 +42,10 @@ from pathlib import Path
 import torch
 
 from slewdark.models.unet import build_unet
-from slewdark.predict import UnetModel, checkpoint_payload
-from slewdark.tracking import CHECKPOINT_ARTIFACT, stage_run
-from slewdark.scaling import Scaling
-from slewdark.unet_input import Normalisation
+from slewdark.inference.predict import UnetModel, checkpoint_payload
+from slewdark.ops.tracking import CHECKPOINT_ARTIFACT, stage_run
+from slewdark.core.scaling import Scaling
+from slewdark.inference.unet_input import Normalisation
 
 ARCH = {ARCH!r}
 torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""MLflow is reached through slewdark.tracking, against a real SQLite store."""
+"""MLflow is reached through slewdark.ops.tracking, against a real SQLite store."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import mlflow
 import pytest
 import yaml
 
-from slewdark import lineage, tracking
+from slewdark.ops import lineage, tracking
 
 
 @pytest.fixture

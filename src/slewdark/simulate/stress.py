@@ -3,7 +3,7 @@
 Each set of ``robustness.sets`` is the held-out simulation
 (:meth:`~slewdark.config.Params.heldout_simulation`) with a few ``simulate``
 keys replaced, and its own seed, size and folder (``robustness.out/<set>``);
-:mod:`slewdark.robustness` scores them. Kept apart from the scoring so that the
+:mod:`slewdark.stages.robustness` scores them. Kept apart from the scoring so that the
 simulation of the sets depends on the simulator only.
 """
 

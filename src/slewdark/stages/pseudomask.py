@@ -3,7 +3,7 @@
 For every exposure of ``index.csv`` and each of its detectors:
 
 1. every persistence patch is segmented with the study's four steps
-   (:func:`slewdark.segment.segment`, ``pseudomask.segment``); other patches get
+   (:func:`slewdark.core.segment.segment`, ``pseudomask.segment``); other patches get
    an empty mask. With ``pseudomask.rule: cluster`` a persistence patch is one
    whose cluster is labelled persistence (``data/labels/clusters.yaml``); with
    ``neighbourhood`` (the study's next steps 2-3,
@@ -14,7 +14,7 @@ For every exposure of ``index.csv`` and each of its detectors:
 2. when the exposure names its previous exposure (``PREVFILE``), the patch masks
    are kept only where that exposure was bright (saturated, or median-filtered
    fluence at ``label.bright_level``, grown by ``label.bright_dilation``:
-   :func:`slewdark.label.bright_map`): persistence cannot appear anywhere else, so this
+   :func:`slewdark.stages.label.bright_map`): persistence cannot appear anywhere else, so this
    removes cosmic rays and noise blobs that the segmentation kept;
 3. patches are put back at their ``row``/``col`` in the 2040 x 2040 frame. The
    channels (horizontal bands) are thereby concatenated; where patches overlap
@@ -39,7 +39,7 @@ Weight map (``DETxy.WEIGHT``, confidence of the label for the UNet loss):
 
 Output: ``<out>/<stem>.pseudo.fits`` per exposure with ``DETxy.MASK`` (uint8, 1 =
 persistence) and ``DETxy.WEIGHT`` (float32 in [0, 1]), written atomically.
-Simulator truth is never read here (see :mod:`slewdark.pseudomask_quality`).
+Simulator truth is never read here (see :mod:`slewdark.stages.pseudomask_quality`).
 """
 
 from __future__ import annotations
@@ -55,14 +55,14 @@ from tqdm import tqdm
 
 from slewdark import __version__
 from slewdark.config import Params, PseudomaskWeightParams, SegmentParams, params_sha256
+from slewdark.core.scaling import Scaling
+from slewdark.core.segment import segment
 from slewdark.errors import ContractError
 from slewdark.io.fits import read_detector, read_info, write_fits_atomic
-from slewdark.label import bright_map, previous_exposure, read_assignments, read_labels
-from slewdark.patch_data import open_patches
-from slewdark.patches import ACTIVE_SIZE, read_index
-from slewdark.scaling import Scaling
-from slewdark.segment import segment
-from slewdark.tracking import stage_run
+from slewdark.ops.tracking import stage_run
+from slewdark.stages.label import bright_map, previous_exposure, read_assignments, read_labels
+from slewdark.stages.patches import ACTIVE_SIZE, read_index
+from slewdark.training.patch_data import open_patches
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ def pseudo_mask_hdus(detector: str, mask: np.ndarray, weight: np.ndarray) -> Ite
 def segment_floor(params: Params) -> float:
     """``pseudomask.segment.min_sigma`` noise sigmas above the background, in patch units.
 
-    Patches are in noise units (:mod:`slewdark.scaling`), so this floor keeps the
+    Patches are in noise units (:mod:`slewdark.core.scaling`), so this floor keeps the
     segmentation to persistence that stands out of the noise, whatever else the
     patch holds.
     """

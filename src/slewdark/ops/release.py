@@ -12,7 +12,7 @@ A release is three things that point at each other:
 Every precondition is checked before anything is published; the products are
 pushed next (a failed push leaves the registry and git untouched), then the
 model version is promoted, and the tag comes last. MLflow is reached only
-through :mod:`slewdark.tracking`.
+through :mod:`slewdark.ops.tracking`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any
 
 import yaml
 
-from slewdark import tracking
 from slewdark.errors import SlewdarkError
+from slewdark.ops import tracking
 
 log = logging.getLogger(__name__)
 

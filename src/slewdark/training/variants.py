@@ -5,7 +5,7 @@ default the study's neighbourhood rule); the evaluation's ceiling learns the
 simulator's truth (``truth``); the ablation's variants learn the cluster-free
 heuristic's masks (``heuristic``) or the pseudo-masks of the persistence
 clusters alone, without the neighbourhood rule (``cluster``). Training
-(:mod:`slewdark.train_unet`) and evaluation (:mod:`slewdark.evaluate`) find a
+(:mod:`slewdark.stages.train_unet`) and evaluation (:mod:`slewdark.stages.evaluate`) find a
 variant's files here.
 """
 

@@ -1,8 +1,8 @@
 """Which source files a piece of slewdark runs, and a fingerprint of their content.
 
 A resumable training or an Optuna study is found again by a fingerprint of its
-data and settings (:mod:`slewdark.training`, :mod:`slewdark.train_ae`,
-:mod:`slewdark.train_unet`). The code belongs in it too: after an edit of the
+data and settings (:mod:`slewdark.training.fit`, :mod:`slewdark.stages.train_ae`,
+:mod:`slewdark.stages.train_unet`). The code belongs in it too: after an edit of the
 loss or the network, ``dvc repro`` must train again, not pick up the finished
 checkpoint of the old code. :func:`code_fingerprint` hashes the source files of
 the modules a stage imports, found statically (:func:`import_closure`):
@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 
 PACKAGE = "slewdark"
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 """The folder that holds the ``slewdark`` package."""
 
 

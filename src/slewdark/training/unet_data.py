@@ -23,7 +23,7 @@ grism's traces may run along either pixel axis, in either direction, tilted by
 and y, and the transpose, which with the flips gives the 90 deg turns) shows
 physics that exists. The readout structure (64-column output channels, row
 noise) is fixed to the detector and is removed by the scaling
-(:mod:`slewdark.scaling`) before the network sees it, so turning it does not
+(:mod:`slewdark.core.scaling`) before the network sees it, so turning it does not
 teach the network an impossible texture.
 
 - Not used: rotations by arbitrary angles (interpolation would smooth the
@@ -44,13 +44,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from slewdark.core.tiling import Origin
 from slewdark.errors import ContractError
+from slewdark.evaluation.truth import truth_file
+from slewdark.inference.unet_input import Normalisation, detector_input, optional_previous_exposure
 from slewdark.io.fits import iter_detectors, read_info, read_truth
-from slewdark.patches import exposure_stem
-from slewdark.pseudomask import output_path, read_pseudo_mask
-from slewdark.tiling import Origin
-from slewdark.truth import truth_file
-from slewdark.unet_input import Normalisation, detector_input, optional_previous_exposure
+from slewdark.stages.patches import exposure_stem
+from slewdark.stages.pseudomask import output_path, read_pseudo_mask
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def build_tile_set(
     labels
         Where labels come from (:func:`pseudo_mask_labels`, :func:`truth_labels`).
     normalisation, in_channels
-        The network input (:func:`slewdark.unet_input.detector_input`).
+        The network input (:func:`slewdark.inference.unet_input.detector_input`).
     tile, tiles_per_detector, positive_fraction
         Tile side, tiles per detector, share centred on labelled pixels.
     seed

@@ -1,9 +1,9 @@
 """The ``train_unet`` stage: a UNet learns the pseudo-masks (or, for the ceiling, the truth).
 
 :func:`run_train_unet` cuts seeded training tiles from the training exposures
-(:mod:`slewdark.unet_data`; whole exposures are held out for validation),
+(:mod:`slewdark.training.unet_data`; whole exposures are held out for validation),
 trains :func:`slewdark.models.unet.build_unet` with the shared loop of
-:mod:`slewdark.training` (Adam, reduce-LR-on-plateau, early stopping on the
+:mod:`slewdark.training.fit` (Adam, reduce-LR-on-plateau, early stopping on the
 validation loss, a checkpoint every epoch so a killed run resumes, float16
 autocast on CUDA), and writes ``models/unet.pt`` (``docs/products.md``).
 
@@ -15,10 +15,10 @@ persistence pixels in a sea of background), ``focal`` the weighted focal loss.
 ``labels: truth`` trains the same network on the simulator's truth
 (``models/unet_truth.pt``): the supervised ceiling of the evaluation, never a
 product. The ablation's label sources, ``heuristic`` (the cluster-free
-heuristic's masks, :mod:`slewdark.heuristic`) and ``cluster``
+heuristic's masks, :mod:`slewdark.stages.heuristic_masks`) and ``cluster``
 (pseudo-masks of the persistence clusters alone, without the neighbourhood rule), train the same network
 with the same settings into ``models/unet_heuristic.pt`` and
-``models/unet_cluster.pt`` (:func:`slewdark.unet_variants.outputs_for`), so the evaluation shows
+``models/unet_cluster.pt`` (:func:`slewdark.training.variants.outputs_for`), so the evaluation shows
 what the clusters add. With ``n_trials > 0`` an Optuna study (seeded TPE, one
 nested MLflow run per trial) searches the learning rate and the loss for the
 best validation F1 against the labels. The MLflow run holds per-epoch losses, a
@@ -44,18 +44,19 @@ from torch import nn
 from torch.nn import functional
 
 from slewdark.config import Params, UnetParams, params_sha256
+from slewdark.core.scaling import Scaling
 from slewdark.errors import SlewdarkError
+from slewdark.inference.predict import UnetModel, checkpoint_payload
+from slewdark.inference.unet_input import BrightVeto, Normalisation
 from slewdark.io.atomic import atomic_path, write_text_atomic
 from slewdark.io.fits import read_info
 from slewdark.models.unet import build_unet, count_parameters
-from slewdark.patches import exposure_files, exposure_stem, write_table
-from slewdark.predict import UnetModel, checkpoint_payload
-from slewdark.provenance import code_fingerprint
-from slewdark.scaling import Scaling
+from slewdark.ops.provenance import code_fingerprint
+from slewdark.ops.tracking import CHECKPOINT_ARTIFACT, StageRun, stage_run
 from slewdark.simulate.sky import previous_kind
-from slewdark.tracking import CHECKPOINT_ARTIFACT, StageRun, stage_run
-from slewdark.training import EpochRecord, FitConfig, fit, resolve_device, seed_everything
-from slewdark.unet_data import (
+from slewdark.stages.patches import exposure_files, exposure_stem, write_table
+from slewdark.training.fit import EpochRecord, FitConfig, fit, resolve_device, seed_everything
+from slewdark.training.unet_data import (
     LabelSource,
     TileSet,
     build_tile_set,
@@ -63,8 +64,7 @@ from slewdark.unet_data import (
     pseudo_mask_labels,
     truth_labels,
 )
-from slewdark.unet_input import BrightVeto, Normalisation
-from slewdark.unet_variants import Labels, TrainOutputs, masks_for, outputs_for
+from slewdark.training.variants import Labels, TrainOutputs, masks_for, outputs_for
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ def train_network(
     seed
         Seed of the initialisation, shuffling and augmentation.
     checkpoint, fingerprint
-        Resumable checkpoint of :func:`slewdark.training.fit`.
+        Resumable checkpoint of :func:`slewdark.training.fit.fit`.
     on_epoch
         Called with every epoch record.
     """
@@ -368,7 +368,7 @@ def run_train_unet(params: Params, labels: Labels = "pseudo") -> Path:
 
 
 def _log_checkpoint(run: StageRun, model: Path) -> None:
-    """Store the checkpoint as the run artifact :data:`~slewdark.tracking.CHECKPOINT_ARTIFACT`.
+    """Store the checkpoint as the run artifact :data:`~slewdark.ops.tracking.CHECKPOINT_ARTIFACT`.
 
     ``slewdark predict --model models:/...`` downloads it under that name,
     whatever the local file is called.

@@ -21,8 +21,8 @@ import numpy as np
 
 from slewdark.errors import ContractError, SlewdarkError
 from slewdark.io.fits import read_truth, truth_file
-from slewdark.patch_data import open_patches
-from slewdark.patches import cut_patches, read_index, write_table
+from slewdark.stages.patches import cut_patches, read_index, write_table
+from slewdark.training.patch_data import open_patches
 
 log = logging.getLogger(__name__)
 

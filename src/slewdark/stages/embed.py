@@ -6,7 +6,7 @@ batches read from the memmap; ``latents.npy`` (N, D) float32 and
 training was validated with) follow the row order of ``index.csv``. The
 distribution of the reconstruction loss is drawn per split and logged to
 MLflow. Truth is never read here: its median per true patch class is an
-evaluation figure of :mod:`slewdark.pseudomask_quality`.
+evaluation figure of :mod:`slewdark.stages.pseudomask_quality`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from tqdm import tqdm
 from slewdark.config import EmbedParams, TrackingParams
 from slewdark.io.atomic import atomic_path
 from slewdark.models.ae import Autoencoder, load_autoencoder
-from slewdark.patch_data import PatchDataset, iter_batches, reconstruction_error
-from slewdark.patches import read_index
-from slewdark.tracking import stage_run
-from slewdark.training import resolve_device
+from slewdark.ops.tracking import stage_run
+from slewdark.stages.patches import read_index
+from slewdark.training.fit import resolve_device
+from slewdark.training.patch_data import PatchDataset, iter_batches, reconstruction_error
 
 log = logging.getLogger(__name__)
 

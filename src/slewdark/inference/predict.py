@@ -2,8 +2,8 @@
 
 :func:`predict_files` is what ``slewdark predict`` runs. Each exposure is read one
 detector at a time, normalised as the model was trained
-(:mod:`slewdark.unet_input`), cut into overlapping tiles
-(:mod:`slewdark.tiling`) that go through the network in batches under
+(:mod:`slewdark.inference.unet_input`), cut into overlapping tiles
+(:mod:`slewdark.core.tiling`) that go through the network in batches under
 ``torch.inference_mode`` (batch norms folded into the convolutions,
 channels-last layout, bfloat16 autocast on CPUs that support it natively; see
 ``benchmarks/bench_predict.py`` for the figures), blended back, thresholded, and
@@ -42,7 +42,15 @@ from torch import nn
 from tqdm import tqdm
 
 from slewdark import __version__
+from slewdark.core.tiling import TileBlender, iter_tile_batches, tile_origins
 from slewdark.errors import ContractError, SlewdarkError, Terminated
+from slewdark.inference.manifest import FAILED, OK, SKIPPED, Manifest, ManifestRow
+from slewdark.inference.unet_input import (
+    BrightVeto,
+    Normalisation,
+    detector_input,
+    optional_previous_exposure,
+)
 from slewdark.io.atomic import remove_stale_temporaries
 from slewdark.io.fits import (
     DetectorImage,
@@ -53,11 +61,8 @@ from slewdark.io.fits import (
     read_info,
     write_mask_product,
 )
-from slewdark.manifest import FAILED, OK, SKIPPED, Manifest, ManifestRow
 from slewdark.models.unet import build_unet, fuse_for_inference
-from slewdark.tiling import TileBlender, iter_tile_batches, tile_origins
-from slewdark.tracking import UNKNOWN_REVISION, code_revision, package_repository
-from slewdark.unet_input import BrightVeto, Normalisation, detector_input, optional_previous_exposure
+from slewdark.ops.tracking import UNKNOWN_REVISION, code_revision, package_repository
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +135,8 @@ class UnetModel:
         prob
             The network's probability map.
         image
-            The network input (:func:`~slewdark.unet_input.detector_input`); channel 0 feeds the veto.
+            The network input (:func:`~slewdark.inference.unet_input.detector_input`);
+            channel 0 feeds the veto.
         usable
             Pixels with data: the others are never flagged.
         """
@@ -250,7 +256,7 @@ def load_unet(model: str | Path, device: torch.device, tracking_uri: str | None 
     """Load ``models/unet.pt`` from a path, or a registered model from ``models:/NAME@ALIAS``.
 
     A path never imports MLflow; a registry URI downloads the checkpoint that
-    the registered version's run stored (:func:`slewdark.tracking.download_registered_checkpoint`).
+    the registered version's run stored (:func:`slewdark.ops.tracking.download_registered_checkpoint`).
 
     Parameters
     ----------
@@ -274,7 +280,7 @@ def load_unet(model: str | Path, device: torch.device, tracking_uri: str | None 
     source = str(model)
     path = Path(source)
     if source.startswith(REGISTRY_SCHEME):
-        from slewdark.tracking import download_registered_checkpoint
+        from slewdark.ops.tracking import download_registered_checkpoint
 
         path = download_registered_checkpoint(source, tracking_uri)
     if not path.exists():
@@ -681,9 +687,9 @@ def predict_files(
     and the temporary files that killed runs left in ``out_dir`` are removed.
     An input whose product is current (:func:`product_is_current`) is skipped.
     Each outcome is recorded in ``out_dir/manifest.csv`` as it comes
-    (:class:`~slewdark.manifest.Manifest`). While it runs, SIGTERM raises
+    (:class:`~slewdark.inference.manifest.Manifest`). While it runs, SIGTERM raises
     :class:`~slewdark.errors.Terminated`, so the product being written is
-    removed before the process exits. :func:`slewdark.batch.predict_on_cluster`
+    removed before the process exits. :func:`slewdark.inference.batch.predict_on_cluster`
     does the same on a Dask cluster.
 
     Parameters

@@ -34,17 +34,17 @@ from slewdark.config import AeParams, OptunaParams, TrackingParams
 from slewdark.errors import SlewdarkError
 from slewdark.io.atomic import atomic_path, write_text_atomic
 from slewdark.models.ae import Autoencoder, build_autoencoder, count_parameters
-from slewdark.patch_data import (
+from slewdark.ops.provenance import code_fingerprint
+from slewdark.ops.tracking import StageRun, stage_run
+from slewdark.stages.patches import read_index, write_table
+from slewdark.training.fit import EpochRecord, FitConfig, FitResult, fit, resolve_device, seed_everything
+from slewdark.training.patch_data import (
     PatchDataset,
     data_fingerprint,
     iter_batches,
     reconstruction_error,
     select_patches,
 )
-from slewdark.patches import read_index, write_table
-from slewdark.provenance import code_fingerprint
-from slewdark.tracking import StageRun, stage_run
-from slewdark.training import EpochRecord, FitConfig, FitResult, fit, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def train_autoencoder(
     checkpoint_dir
         Folder of resumable checkpoints (``ae-<fingerprint>.pt``); None: no checkpoint.
     on_epoch
-        Callback per epoch record (see :func:`slewdark.training.fit`).
+        Callback per epoch record (see :func:`slewdark.training.fit.fit`).
 
     Returns
     -------

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from slewdark.errors import SlewdarkError
-from slewdark.lineage import input_hashes
+from slewdark.ops.lineage import input_hashes
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def package_repository() -> Path | None:
     A checkout holds the package as ``<repo>/src/slewdark`` beside ``<repo>/pyproject.toml``
     (an editable install, or ``PYTHONPATH=<repo>/src``), whatever the current folder.
     """
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     repo = package.parents[1]
     return repo if package.parent.name == "src" and (repo / "pyproject.toml").is_file() else None
 

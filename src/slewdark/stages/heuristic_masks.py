@@ -1,10 +1,10 @@
 """The cluster-free heuristic: the study's segmentation of the whole detector, gated on the bright map.
 
 A detector is scaled as the patches are (``scaling``) and segmented with the
-study's four steps (:func:`slewdark.segment.segment`, ``pseudomask.segment``,
-floor :func:`slewdark.pseudomask.segment_floor`) over the whole detector; where
+study's four steps (:func:`slewdark.core.segment.segment`, ``pseudomask.segment``,
+floor :func:`slewdark.stages.pseudomask.segment_floor`) over the whole detector; where
 the exposure names its previous exposure, the mask is kept only where that
-exposure was bright (:func:`slewdark.label.bright_map` with ``label.bright_level``,
+exposure was bright (:func:`slewdark.stages.label.bright_map` with ``label.bright_level``,
 ``bright_dilation``, ``bright_median``), as the ``pseudomask`` stage gates its
 masks. There is no cluster selection: this is what the segmentation alone
 achieves, so it measures what the autoencoder -> UMAP -> GMM -> label chain adds.
@@ -29,12 +29,12 @@ from astropy.io import fits
 from tqdm import tqdm
 
 from slewdark.config import Params
+from slewdark.core.scaling import Scaling, scale_detector
+from slewdark.core.segment import segment
 from slewdark.io.fits import DetectorImage, iter_detectors, read_detector, read_info, write_fits_atomic
-from slewdark.label import bright_map, previous_exposure
-from slewdark.patches import exposure_files, exposure_stem
-from slewdark.pseudomask import output_path, pseudo_mask_hdus, pseudo_mask_header, segment_floor
-from slewdark.scaling import Scaling, scale_detector
-from slewdark.segment import segment
+from slewdark.stages.label import bright_map, previous_exposure
+from slewdark.stages.patches import exposure_files, exposure_stem
+from slewdark.stages.pseudomask import output_path, pseudo_mask_hdus, pseudo_mask_header, segment_floor
 
 log = logging.getLogger(__name__)
 

@@ -37,12 +37,12 @@ from slewdark.latent.mixture import fit_kmeans
 from slewdark.latent.neighbourhood import GroupModel, classify_rows, load_group_models, save_group_model
 from slewdark.latent.saliency import latent_saliency
 from slewdark.latent.sampling import sample_rows
-from slewdark.patch_data import open_patches
-from slewdark.patches import read_index, write_table
+from slewdark.ops.tracking import flatten, stage_run
 from slewdark.plots import cluster as figures
 from slewdark.plots.recon_loss import save_figure
 from slewdark.simulate.sky import is_spectroscopic
-from slewdark.tracking import flatten, stage_run
+from slewdark.stages.patches import read_index, write_table
+from slewdark.training.patch_data import open_patches
 
 STAGE = "cluster"
 ASSIGNMENT_COLUMNS = (

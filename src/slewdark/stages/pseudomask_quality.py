@@ -5,7 +5,7 @@ Nothing here feeds a decision: the ``embed``, ``cluster``, ``label`` and
 do not depend on any truth path).
 
 - Clusters (``pseudomask.quality.metrics_cluster``): the clustering against the
-  patch truth (adjusted Rand index, purity, :func:`slewdark.latent.diagnostics.clustering_scores`),
+  patch truth (adjusted Rand index, purity, :func:`slewdark.evaluation.diagnostics.clustering_scores`),
   with the composition of every cluster in ``<plots>/purity.csv``, and the
   median reconstruction loss of the autoencoder per true patch class.
 
@@ -16,7 +16,7 @@ do not depend on any truth path).
   of "in a persistence cluster" against the patch truth.
 - Pseudo-masks (``pseudomask.quality.metrics``): pixel precision, recall, F1 and
   IoU, object recall and recall per persistence-amplitude bin, with the
-  ``evaluate`` stage's definitions (:class:`slewdark.metrics.MethodScore`,
+  ``evaluate`` stage's definitions (:class:`slewdark.core.metrics.MethodScore`,
   ``evaluate.truth_threshold``, ``evaluate.amplitude_bins``), over the usable
   pixels; the same over the confident pixels only (``WEIGHT`` = 1), which is
   what the UNet loss trusts most. Truth files are read from ``data.train_truth``
@@ -36,18 +36,18 @@ import numpy as np
 from tqdm import tqdm
 
 from slewdark.config import Params
+from slewdark.core.metrics import MethodScore, pr_thresholds, safe_ratio
+from slewdark.core.scaling import Scaling, scale_detector
 from slewdark.errors import SlewdarkError
+from slewdark.evaluation.diagnostics import cluster_composition, clustering_scores
+from slewdark.evaluation.truth import TRUTH_CLASSES, read_truth_classes, truth_file
 from slewdark.io.atomic import write_text_atomic
 from slewdark.io.fits import read_detector, read_truth
-from slewdark.label import read_assignments, read_labels
-from slewdark.latent.diagnostics import cluster_composition, clustering_scores
-from slewdark.metrics import MethodScore, pr_thresholds, safe_ratio
-from slewdark.patches import read_index, write_table
 from slewdark.plots.evaluate import save_figure
 from slewdark.plots.pseudomask import side_by_side
-from slewdark.pseudomask import output_path, read_pseudo_mask
-from slewdark.scaling import Scaling, scale_detector
-from slewdark.truth import TRUTH_CLASSES, read_truth_classes, truth_file
+from slewdark.stages.label import read_assignments, read_labels
+from slewdark.stages.patches import read_index, write_table
+from slewdark.stages.pseudomask import output_path, read_pseudo_mask
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def cluster_quality(
     Returns
     -------
     metrics : dict
-        ``clustering`` (:func:`~slewdark.latent.diagnostics.clustering_scores`) and
+        ``clustering`` (:func:`~slewdark.evaluation.diagnostics.clustering_scores`) and
         ``recon_loss_median`` (per true class present).
     purity : list of dict
         One row of :data:`PURITY_COLUMNS` per cluster.
@@ -225,7 +225,7 @@ def run_quality(params: Params) -> dict[str, Any]:
         The pseudo-mask metrics (``pixels``, ``confident_pixels``, ...), with the
         label metrics under ``labels`` and the cluster metrics under ``clusters``.
     """
-    from slewdark.tracking import flatten, stage_run
+    from slewdark.ops.tracking import flatten, stage_run
 
     cfg = params.pseudomask.quality
     index = read_index(params.patches.out)

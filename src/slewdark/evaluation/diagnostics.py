@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from slewdark.truth import TRUTH_CLASSES
+from slewdark.evaluation.truth import TRUTH_CLASSES
 
 
 def cluster_composition(clusters: np.ndarray, truth: np.ndarray) -> dict[int, dict[str, float]]:
@@ -24,7 +24,7 @@ def cluster_composition(clusters: np.ndarray, truth: np.ndarray) -> dict[int, di
     clusters
         int (N,), cluster id of each patch.
     truth
-        str (N,), true class of each patch (one of :data:`slewdark.truth.TRUTH_CLASSES`).
+        str (N,), true class of each patch (one of :data:`slewdark.evaluation.truth.TRUTH_CLASSES`).
 
     Returns
     -------

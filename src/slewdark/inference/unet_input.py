@@ -4,7 +4,7 @@ Training and prediction build their input with the same function, from the
 same settings (stored in ``models/unet.pt``), so a model never sees data
 scaled differently from what it was trained on.
 
-Channel 0 is the slew dark scaled by its noise (:func:`slewdark.scaling.scale_detector`).
+Channel 0 is the slew dark scaled by its noise (:func:`slewdark.core.scaling.scale_detector`).
 With ``in_channels == 2``, channel 1 is the previous science exposure
 (``PREVFILE``, same folder) on a fixed logarithmic fluence scale,
 ``log(1 + F / 1000 e-) / log(1 + prev_full_scale / 1000 e-)`` clipped to [0, 1],
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from slewdark.core.scaling import Scaling, scale_detector
 from slewdark.errors import ContractError
 from slewdark.io.fits import DetectorImage, ExposureInfo, read_detector
-from slewdark.scaling import Scaling, scale_detector
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class BrightVeto:
     Attributes
     ----------
     sigma
-        Noise units (of :mod:`slewdark.scaling`) above which a pixel is vetoed.
+        Noise units (of :mod:`slewdark.core.scaling`) above which a pixel is vetoed.
     grow
         px: the vetoed pixels are grown by this (8-connected).
     """

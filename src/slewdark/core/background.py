@@ -25,7 +25,7 @@ def remove_background(
     Parameters
     ----------
     image
-        float image in [0, 1] (see :func:`slewdark.scaling.scale_detector`).
+        float image in [0, 1] (see :func:`slewdark.core.scaling.scale_detector`).
     usable
         Pixels with data; the others are background.
     threshold

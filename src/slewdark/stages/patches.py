@@ -1,8 +1,8 @@
 """Detector images to normalised square patches: stretch, tiling, channels, split.
 
 The ``patches`` stage reads every exposure of a folder one detector at a time,
-scales each detector to [0, 1] in noise units (:mod:`slewdark.scaling`), optionally
-removes the background (:mod:`slewdark.background`), cuts it into square
+scales each detector to [0, 1] in noise units (:mod:`slewdark.core.scaling`), optionally
+removes the background (:mod:`slewdark.core.background`), cuts it into square
 patches and streams them into a memory-mapped array, so no stage ever needs all
 exposures in memory. Products (``docs/products.md``):
 
@@ -11,7 +11,7 @@ exposures in memory. Products (``docs/products.md``):
 - ``normalisation.csv``: exposure, detector, background, sigma (electrons).
 
 The scaling (background removed, divided by the noise, squashed) is
-:func:`slewdark.scaling.scale_detector`, the same for every network input;
+:func:`slewdark.core.scaling.scale_detector`, the same for every network input;
 ``normalisation.csv`` records each detector's background level and noise
 sigma in electrons.
 """
@@ -29,11 +29,11 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
-from slewdark.background import remove_background
+from slewdark.core.background import remove_background
+from slewdark.core.scaling import Scaling, scale_detector
 from slewdark.errors import ContractError, SlewdarkError
 from slewdark.io.atomic import atomic_path
 from slewdark.io.fits import exposure_stem, exposure_suffix
-from slewdark.scaling import Scaling, scale_detector
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ ACTIVE_SIZE = 2040  # active pixels per detector side (the reader strips the ref
 
 @dataclass(frozen=True)
 class BackgroundOptions:
-    """The study's Solution 1 (see :func:`slewdark.background.remove_background`)."""
+    """The study's Solution 1 (see :func:`slewdark.core.background.remove_background`)."""
 
     threshold: float
     mad_factor: float
@@ -64,7 +64,7 @@ class PatchOptions:
     n_channels
         Number of horizontal bands of the detector (the study's channels).
     scaling
-        How a detector becomes [0, 1] (:mod:`slewdark.scaling`).
+        How a detector becomes [0, 1] (:mod:`slewdark.core.scaling`).
     background
         Background removal options, or None to keep the background.
     split_mode

@@ -11,7 +11,7 @@ expected from the spectroscopic images" becomes a score:
    ``label.bright_dilation`` px (IPC, PSF wings) (:func:`bright_map`).
 2. In every patch, *signal* pixels are those of the Gaussian-smoothed patch
    (``smooth_sigma``) above its mean + ``signal_sigma`` standard deviations
-   (the segmentation's first step, :func:`slewdark.segment.threshold_at_mean`).
+   (the segmentation's first step, :func:`slewdark.core.segment.threshold_at_mean`).
    A patch with at least ``min_signal_pixels`` of them votes with its
    *coincidence*: the share of its signal pixels that are bright; its *chance*
    is the share of all its usable pixels that are bright (what randomly placed
@@ -36,7 +36,7 @@ patches; persistence when it reaches ``fallback.threshold``.
 
 Human overrides (``label.overrides``, git-tracked) are applied last. A decision
 within ``label.margin`` of its threshold is marked not confident, which lowers
-the pseudo-mask weight (:mod:`slewdark.pseudomask`). Outputs:
+the pseudo-mask weight (:mod:`slewdark.stages.pseudomask`). Outputs:
 ``data/labels/clusters.yaml`` (``docs/products.md``) and a PNG per cluster in
 ``label.gallery``. Simulator truth is never read here.
 """
@@ -55,15 +55,15 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from slewdark.config import LabelFallbackParams, LabelParams, Params
+from slewdark.core.segment import threshold_at_mean
 from slewdark.errors import ContractError, SlewdarkError
+from slewdark.inference.unet_input import previous_exposure_path
 from slewdark.io.atomic import write_text_atomic
 from slewdark.io.fits import DetectorImage, ExposureInfo, read_detector, read_info
-from slewdark.patch_data import open_patches
-from slewdark.patches import read_index
-from slewdark.segment import threshold_at_mean
+from slewdark.ops.tracking import stage_run
 from slewdark.simulate.sky import DISPERSION_ANGLE
-from slewdark.tracking import stage_run
-from slewdark.unet_input import previous_exposure_path
+from slewdark.stages.patches import read_index
+from slewdark.training.patch_data import open_patches
 
 log = logging.getLogger(__name__)
 

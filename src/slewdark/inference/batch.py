@@ -1,6 +1,6 @@
 """``slewdark predict --workers N | --scheduler ADDRESS``: a batch of exposures on a Dask cluster.
 
-One exposure is one task (:func:`slewdark.predict.predict_or_skip`, the same
+One exposure is one task (:func:`slewdark.inference.predict.predict_or_skip`, the same
 function the in-process batch runs, so the masks are the same). Each worker
 loads the model once, when it joins, through a worker plugin
 (:class:`ModelPlugin`), and sets its torch threads; a worker that dies and is
@@ -13,7 +13,7 @@ runs it again on another worker, until the task has been on
 3); then the input is recorded as failed (``KilledWorker``) and the batch goes
 on. A task that raises an unexpected error is retried :data:`TASK_RETRIES`
 times, then recorded as failed with its error line. Importing this module
-imports Dask: ``slewdark.predict`` does not, and the command line imports this
+imports Dask: ``slewdark.inference.predict`` does not, and the command line imports this
 module only for ``--workers`` or ``--scheduler``.
 """
 
@@ -32,8 +32,8 @@ from distributed.scheduler import KilledWorker
 from tqdm import tqdm
 
 from slewdark.errors import SlewdarkError
-from slewdark.manifest import FAILED, Manifest, ManifestRow
-from slewdark.predict import (
+from slewdark.inference.manifest import FAILED, Manifest, ManifestRow
+from slewdark.inference.predict import (
     PredictOptions,
     PredictReport,
     UnetModel,
@@ -44,8 +44,8 @@ from slewdark.predict import (
     prepare_torch,
     sigterm_raises,
 )
-from slewdark.tracking import code_revision
-from slewdark.training import resolve_device
+from slewdark.ops.tracking import code_revision
+from slewdark.training.fit import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def predict_on_cluster(
 ) -> PredictReport:
     """Predict a batch of exposures on a Dask cluster: one task per exposure.
 
-    As :func:`slewdark.predict.predict_files` (the same planning, skips,
+    As :func:`slewdark.inference.predict.predict_files` (the same planning, skips,
     manifest and report), with the work on the cluster's workers.
 
     Parameters

@@ -13,7 +13,7 @@ simulated or scored: a bad key stops the command naming the set and the key.
 - ``slewdark robustness`` (:func:`run_robustness`) scores, per set, the UNet
   (``unet.model``, run in memory exactly as ``slewdark predict`` runs it, like
   the evaluate stage's ``unet_truth``) and the ``physics`` baseline with the
-  evaluate stage's scoring (:func:`slewdark.evaluate.score_exposures`).
+  evaluate stage's scoring (:func:`slewdark.stages.evaluate.score_exposures`).
 
 Reported per set and method: F1, precision, recall, recall on the strong
 persistence (truth at least ``robustness.strong_sigma`` times the set's read
@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from slewdark.config import Params, SimulateParams
+from slewdark.core.metrics import MethodScore
 from slewdark.errors import SlewdarkError
-from slewdark.evaluate import MethodFn, markdown_table, physics_method, score_exposures, unet_method
 from slewdark.io.atomic import write_text_atomic
-from slewdark.metrics import MethodScore
-from slewdark.patches import exposure_files
+from slewdark.ops.tracking import stage_run
 from slewdark.simulate.stress import stress_simulations
-from slewdark.tracking import stage_run
+from slewdark.stages.evaluate import MethodFn, markdown_table, physics_method, score_exposures, unet_method
+from slewdark.stages.patches import exposure_files
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Every method is scored on the same held-out exposures (``data.heldout``,
 simulated with their own seed and never read by training or labelling), on the
-same usable pixels, with the same metrics (:mod:`slewdark.metrics`):
+same usable pixels, with the same metrics (:mod:`slewdark.core.metrics`):
 
 - ``unet``: the product, read from the ``predict`` stage's
   ``<stem>.mask.fits`` (``DETxy.MASK`` and ``DETxy.PROB``);
@@ -11,17 +11,17 @@ same usable pixels, with the same metrics (:mod:`slewdark.metrics`):
   median-filtered fluence reached ``evaluate.physics.level``, grown by
   ``evaluate.physics.dilation`` px; nothing without a previous exposure;
 - ``heuristic_segmentation``: a cluster-free heuristic, the study's
-  segmentation (:mod:`slewdark.segment`) of every whole held-out detector gated
+  segmentation (:mod:`slewdark.core.segment`) of every whole held-out detector gated
   on the previous exposure's bright map (not the pseudo-masks the UNet learned
   from, which only segment persistence patches);
 - ``unet_heuristic``, ``unet_cluster`` (the ablation): the same network
   with the same settings trained on the cluster-free heuristic's masks of the
   training exposures, and on pseudo-masks of the persistence clusters alone
-  (no neighbourhood rule) (:mod:`slewdark.unet_variants`): beside ``unet``, they show what the
+  (no neighbourhood rule) (:mod:`slewdark.training.variants`): beside ``unet``, they show what the
   clusters add;
 - ``unet_truth``: the same network trained on the simulator's truth
   (``unet.truth_model``), the supervised ceiling. It and the ablation's UNets
-  are run here in memory with :mod:`slewdark.predict`'s functions and the
+  are run here in memory with :mod:`slewdark.inference.predict`'s functions and the
   ``predict`` section's batch size and autocast, exactly as ``slewdark predict``
   would run them, so no second predictions folder is needed;
 - ``astroscrappy``: ``astroscrappy.detect_cosmics`` (L.A.Cosmic) on electrons,
@@ -34,7 +34,7 @@ cosmic ray, hot pixel or snowball, so flagging them is a plain false alarm.
 
 So that results compare with deepCR and Cosmic-CoNN, it also gives the recall
 at clean-pixel false-positive rates of 0.5 % and 0.01 % and the precision at
-95 % recall (:meth:`~slewdark.metrics.MethodScore.fixed_rate_figures`): a
+95 % recall (:meth:`~slewdark.core.metrics.MethodScore.fixed_rate_figures`): a
 method with a probability is swept over a fine threshold grid; a binary method
 has its mask's single operating point, so its recall at a rate is its recall
 when its clean-pixel rate is at or below it and null (JSON) when above, and its
@@ -43,7 +43,7 @@ null. The JSON also splits object recall by the peak amplitude of each truth
 object and by the kind of the previous exposure (:func:`slewdark.simulate.sky.previous_kind`).
 
 Exposures are read one detector at a time, and each method adds that
-detector's counts to its :class:`~slewdark.metrics.MethodScore`, so memory does
+detector's counts to its :class:`~slewdark.core.metrics.MethodScore`, so memory does
 not grow with the data set. Outputs: ``evaluate.metrics`` (JSON, per method),
 ``evaluate.table`` (Markdown), and in ``evaluate.plots`` the DVC plot tables
 ``pr/<method>.csv`` and ``recall_amplitude.csv`` (one column per method) with
@@ -64,7 +64,17 @@ from astropy.io import fits
 from tqdm import tqdm
 
 from slewdark.config import AstroscrappyParams, Params, PhysicsBaselineParams
+from slewdark.core.metrics import (
+    CLEAN_FPR_TARGETS,
+    RECALL_TARGET,
+    MethodScore,
+    amplitude_label,
+    pr_thresholds,
+    precision_key,
+    tpr_key,
+)
 from slewdark.errors import ContractError, SlewdarkError
+from slewdark.evaluation.truth import truth_file
 from slewdark.io.atomic import write_text_atomic
 from slewdark.io.fits import (
     DetectorImage,
@@ -74,21 +84,11 @@ from slewdark.io.fits import (
     read_info,
     read_truth,
 )
-from slewdark.metrics import (
-    CLEAN_FPR_TARGETS,
-    RECALL_TARGET,
-    MethodScore,
-    amplitude_label,
-    pr_thresholds,
-    precision_key,
-    tpr_key,
-)
-from slewdark.patches import exposure_files, write_table
+from slewdark.ops.tracking import stage_run
 from slewdark.plots.evaluate import plot_pr, plot_recall_amplitude, save_figure
 from slewdark.simulate.sky import previous_kind
-from slewdark.tracking import stage_run
-from slewdark.truth import truth_file
-from slewdark.unet_variants import Labels, outputs_for
+from slewdark.stages.patches import exposure_files, write_table
+from slewdark.training.variants import Labels, outputs_for
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def prediction_method(folder: Path, exposures: list[Path]) -> MethodFn:
     SlewdarkError
         When the folder or the product of one of ``exposures`` is missing.
     """
-    from slewdark.predict import output_path
+    from slewdark.inference.predict import output_path
 
     if not folder.is_dir():
         raise SlewdarkError(f"{folder}: no predictions folder (run the predict stage first)")
@@ -203,9 +203,9 @@ def unet_method(model_path: Path, params: Params, missing_hint: str) -> MethodFn
     SlewdarkError
         When the checkpoint is missing or unreadable.
     """
-    from slewdark.predict import autocast_dtype, load_unet, predict_probability
-    from slewdark.training import resolve_device
-    from slewdark.unet_input import detector_input, optional_previous_exposure
+    from slewdark.inference.predict import autocast_dtype, load_unet, predict_probability
+    from slewdark.inference.unet_input import detector_input, optional_previous_exposure
+    from slewdark.training.fit import resolve_device
 
     if not model_path.is_file():
         raise SlewdarkError(f"{model_path}: model not found; {missing_hint}")
@@ -273,7 +273,7 @@ def astroscrappy_method(settings: AstroscrappyParams) -> MethodFn:
 
 def previous_detector(info: ExposureInfo, detector: str) -> DetectorImage | None:
     """The detector of the previous exposure named by PREVFILE; None when unnamed or missing."""
-    from slewdark.label import previous_exposure
+    from slewdark.stages.label import previous_exposure
 
     prev, _ = previous_exposure(info)
     return None if prev is None else read_detector(prev, detector)
@@ -297,10 +297,10 @@ def physics_mask(
     -------
     ndarray
         bool: where the previous exposure saturated or its median-filtered fluence
-        reached ``cfg.level`` (:func:`slewdark.label.bright_map`), grown by
+        reached ``cfg.level`` (:func:`slewdark.stages.label.bright_map`), grown by
         ``cfg.dilation`` px; all False without a previous exposure.
     """
-    from slewdark.label import bright_map
+    from slewdark.stages.label import bright_map
 
     if prev is None:
         return np.zeros(shape, bool)
@@ -317,8 +317,8 @@ def physics_method(cfg: PhysicsBaselineParams) -> MethodFn:
 
 
 def heuristic_segmentation_method(params: Params) -> MethodFn:
-    """The cluster-free heuristic (:mod:`slewdark.heuristic`) on each held-out detector."""
-    from slewdark.heuristic import HeuristicSegmentation
+    """The cluster-free heuristic (:mod:`slewdark.stages.heuristic_masks`) on each held-out detector."""
+    from slewdark.stages.heuristic_masks import HeuristicSegmentation
 
     heuristic = HeuristicSegmentation(params)
 
@@ -329,7 +329,10 @@ def heuristic_segmentation_method(params: Params) -> MethodFn:
 
 
 def variant_method(params: Params, labels: Labels) -> Callable[[], MethodFn]:
-    """Builder of the ``unet_<labels>`` baseline: that variant (:mod:`slewdark.unet_variants`) in memory."""
+    """Builder of the ``unet_<labels>`` baseline: that variant (:mod:`slewdark.training.variants`).
+
+    The network is loaded in memory.
+    """
     hint = (
         f"the unet_{labels} baseline needs it (run `slewdark train-unet --labels {labels}`, "
         f"or drop unet_{labels} from evaluate.baselines)"

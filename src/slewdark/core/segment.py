@@ -65,7 +65,7 @@ def threshold_at_mean(
         Gaussian smoothing (px) applied first; 0 disables it.
     floor
         Lowest threshold, in image units: on an image in noise units
-        (:mod:`slewdark.scaling`) a floor keeps a patch of pure noise, whose mean
+        (:mod:`slewdark.core.scaling`) a floor keeps a patch of pure noise, whose mean
         is the background, from being half selected.
 
     Returns
