@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from slewdark.io.tables import INDEX_COLUMNS, write_table
 from slewdark.models.ae import build_autoencoder
 from slewdark.stages.embed import embed_patches
-from slewdark.stages.patches import INDEX_COLUMNS, write_table
 from slewdark.stages.train_ae import AeHyper, TrainData, train_autoencoder
 from slewdark.training.fit import FitConfig
 

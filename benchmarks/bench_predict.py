@@ -26,19 +26,15 @@ import torch
 from astropy.io import fits
 
 from slewdark.config import load_params
+from slewdark.core.normalisation import Normalisation
 from slewdark.core.scaling import Scaling
-from slewdark.evaluation.truth import truth_file
-from slewdark.inference.predict import (
-    PredictOptions,
-    UnetModel,
-    load_unet,
-    predict_files,
-    predict_probability,
-)
-from slewdark.inference.unet_input import Normalisation, detector_input
-from slewdark.io.fits import read_detector, read_info, read_truth
+from slewdark.evaluation.truth import read_truth, truth_file
+from slewdark.inference.predict import PredictOptions, load_unet, predict_files, predict_probability
+from slewdark.inference.unet_input import detector_input
+from slewdark.io.exposures import exposure_files
+from slewdark.io.fits import read_detector, read_info
+from slewdark.models.checkpoint import UnetModel
 from slewdark.models.unet import build_unet
-from slewdark.stages.patches import exposure_files
 from slewdark.stages.train_unet import arch_kwargs, previous_kind
 
 EXPOSURE_MPIX = 16 * 2040 * 2040 / 1e6

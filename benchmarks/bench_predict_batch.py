@@ -30,8 +30,9 @@ from astropy.io import fits
 from bench_predict import model_for
 from bench_predict_memory import DETECTORS, detector_hdus
 from slewdark.inference.batch import cluster_client, predict_on_cluster, threads_per_worker
-from slewdark.inference.predict import PredictOptions, checkpoint_payload, load_unet
+from slewdark.inference.predict import PredictOptions, load_unet
 from slewdark.io.fits import write_fits_atomic
+from slewdark.models.checkpoint import checkpoint_payload
 
 
 def write_batch(folder: Path, n_exposures: int, detectors: tuple[str, ...]) -> list[Path]:

@@ -32,8 +32,8 @@ import torch
 from astropy.io import fits
 
 from bench_predict import model_for
-from slewdark.inference.predict import checkpoint_payload
 from slewdark.io.fits import write_fits_atomic
+from slewdark.models.checkpoint import checkpoint_payload
 
 DETECTORS = tuple(f"{x}{y}" for x in range(1, 5) for y in range(1, 5))
 SIDE = 2040

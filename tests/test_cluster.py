@@ -16,9 +16,9 @@ from slewdark.cli import main
 from slewdark.config import Params, load_params
 from slewdark.evaluation.diagnostics import clustering_scores
 from slewdark.evaluation.truth import read_truth_classes
+from slewdark.io.tables import INDEX_COLUMNS, write_table
 from slewdark.models.ae import build_autoencoder
 from slewdark.stages.cluster import classify_patches, run_cluster
-from slewdark.stages.patches import INDEX_COLUMNS, write_table
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 8  # patch side in pixels

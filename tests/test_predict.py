@@ -14,22 +14,21 @@ import torch
 from astropy.io import fits
 
 from slewdark.cli import main
+from slewdark.core.normalisation import BrightVeto, Normalisation
 from slewdark.core.scaling import Scaling
 from slewdark.inference.predict import (
     PredictOptions,
-    UnetModel,
-    checkpoint_payload,
     default_model,
     load_unet,
-    output_path,
+    mask_product_path,
     predict_files,
     provenance_header,
 )
-from slewdark.inference.unet_input import BrightVeto, Normalisation
+from slewdark.io.exposures import exposure_files
 from slewdark.io.fits import file_sha256
+from slewdark.models.checkpoint import UnetModel, checkpoint_payload
 from slewdark.models.unet import build_unet
 from slewdark.ops.tracking import git_revision
-from slewdark.stages.patches import exposure_files
 
 REPO = Path(__file__).resolve().parents[1]
 SIDE = 2040
@@ -188,7 +187,7 @@ def test_bad_inputs_are_reported_and_skipped(
     truncated.write_bytes(whole[: len(whole) // 2])
     out = tmp_path / "pred"
     out.mkdir()
-    earlier = output_path(truncated, out)
+    earlier = mask_product_path(truncated, out)
     earlier.write_bytes(b"an earlier good product")
     missing = tmp_path / "missing.fits"
     with caplog.at_level(logging.ERROR, logger="slewdark.inference.predict"):

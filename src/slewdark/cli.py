@@ -61,7 +61,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from slewdark.simulate.dataset import simulate_dataset
+    from slewdark.stages.simulate import run_simulate
 
     section = args.set
     params = _params(
@@ -74,11 +74,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
             f"{section}.seed": args.seed,
         },
     )
-    config = params.simulate if section == "simulate" else params.heldout_simulation()
-    if args.out and not args.truth_out:
-        config = config.model_copy(update={"truth_out": None})  # the data contract's companion layout
-    written = simulate_dataset(config)
-    log.info("wrote %d exposures to %s", len(written), config.out)
+    run_simulate(params, section, companion_truth=bool(args.out and not args.truth_out))
     return 0
 
 
@@ -198,7 +194,8 @@ def _add_patches(sub: argparse._SubParsersAction) -> None:
 
 def _run_patches(args: argparse.Namespace) -> int:
     from slewdark.core.scaling import Scaling
-    from slewdark.stages.patches import BackgroundOptions, PatchOptions, build_patches, exposure_files
+    from slewdark.io.exposures import exposure_files
+    from slewdark.stages.patches import BackgroundOptions, PatchOptions, build_patches
 
     params = _params(args, {"data.train": args.raw, "patches.out": args.out, "patches.size": args.size})
     cfg = params.patches
@@ -227,7 +224,7 @@ def _add_patch_truth(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_patch_truth(args: argparse.Namespace) -> int:
-    from slewdark.evaluation.truth import build_patch_truth
+    from slewdark.stages.patch_truth import build_patch_truth
 
     params = _params(args)
     cfg = params.patch_truth
@@ -488,8 +485,8 @@ def _predict_setup(args: argparse.Namespace) -> _PredictSetup:
 def _run_predict(args: argparse.Namespace) -> int:
     from slewdark.inference.manifest import MANIFEST_NAME
     from slewdark.inference.predict import load_unet, plan_outputs, predict_files
-    from slewdark.stages.patches import exposure_files
-    from slewdark.training.fit import resolve_device
+    from slewdark.io.exposures import exposure_files
+    from slewdark.models.device import resolve_device
 
     inputs = [f for path in args.inputs for f in (exposure_files(path) if path.is_dir() else [path])]
     if not inputs:
@@ -518,7 +515,7 @@ def _predict_on_cluster(inputs: list[Path], args: argparse.Namespace, setup: _Pr
     """``predict --workers N`` or ``--scheduler ADDRESS``: the batch on Dask (imported only here)."""
     from slewdark.inference.batch import cluster_client, predict_on_cluster, threads_per_worker
     from slewdark.inference.predict import load_unet
-    from slewdark.training.fit import resolve_device
+    from slewdark.models.device import resolve_device
 
     options = setup.options
     if args.workers is not None and options.num_threads == 0:
@@ -560,7 +557,7 @@ def _add_simulate_stress(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_simulate_stress(args: argparse.Namespace) -> int:
-    from slewdark.simulate.stress import run_simulate_stress
+    from slewdark.stages.simulate_stress import run_simulate_stress
 
     params = _params(args)
     written = run_simulate_stress(params)

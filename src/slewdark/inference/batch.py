@@ -36,7 +36,6 @@ from slewdark.inference.manifest import FAILED, Manifest, ManifestRow
 from slewdark.inference.predict import (
     PredictOptions,
     PredictReport,
-    UnetModel,
     load_unet,
     manifest_row,
     predict_or_skip,
@@ -44,8 +43,9 @@ from slewdark.inference.predict import (
     prepare_torch,
     sigterm_raises,
 )
+from slewdark.models.checkpoint import UnetModel
+from slewdark.models.device import resolve_device
 from slewdark.ops.tracking import code_revision
-from slewdark.training.fit import resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from slewdark.io.fits import iter_detectors, read_info, read_truth, truth_file
+from slewdark.evaluation.truth import read_truth, truth_file
+from slewdark.io.fits import iter_detectors, read_info
 from slewdark.ops.inspection import robust_stats
-from slewdark.plots.recon_loss import save_figure
+from slewdark.plots.figures import save_figure
 
 STRETCH = (-2.0, 5.0)
 

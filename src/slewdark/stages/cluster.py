@@ -27,9 +27,12 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from slewdark.config import Params
+from slewdark.core.instrument import is_spectroscopic
 from slewdark.errors import SlewdarkError
 from slewdark.io.atomic import atomic_path, write_text_atomic
 from slewdark.io.fits import read_info
+from slewdark.io.patches import open_patches
+from slewdark.io.tables import read_index, write_table
 from slewdark.latent.channels import MERGED_GROUP, cluster_offsets, patch_groups
 from slewdark.latent.diversity import distance_summary, pairwise_distances, remove_patch_backgrounds
 from slewdark.latent.fitting import GroupFit, fit_group
@@ -39,10 +42,7 @@ from slewdark.latent.saliency import latent_saliency
 from slewdark.latent.sampling import sample_rows
 from slewdark.ops.tracking import flatten, stage_run
 from slewdark.plots import cluster as figures
-from slewdark.plots.recon_loss import save_figure
-from slewdark.simulate.sky import is_spectroscopic
-from slewdark.stages.patches import read_index, write_table
-from slewdark.training.patch_data import open_patches
+from slewdark.plots.figures import save_figure
 
 STAGE = "cluster"
 ASSIGNMENT_COLUMNS = (

@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from slewdark.config import EmbedParams, TrackingParams
 from slewdark.io.atomic import atomic_path
+from slewdark.io.tables import read_index
 from slewdark.models.ae import Autoencoder, load_autoencoder
+from slewdark.models.device import resolve_device
 from slewdark.ops.tracking import stage_run
-from slewdark.stages.patches import read_index
-from slewdark.training.fit import resolve_device
 from slewdark.training.patch_data import PatchDataset, iter_batches, reconstruction_error
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,8 @@ def run_embed(
     dict
         Median reconstruction loss per split, number of patches and latent size.
     """
-    from slewdark.plots.recon_loss import plot_recon_loss, save_figure
+    from slewdark.plots.figures import save_figure
+    from slewdark.plots.recon_loss import plot_recon_loss
 
     device = resolve_device(device_name)
     model, checkpoint = load_autoencoder(model_path, device)

@@ -40,7 +40,7 @@ has its mask's single operating point, so its recall at a rate is its recall
 when its clean-pixel rate is at or below it and null (JSON) when above, and its
 precision at 95 % recall is its precision when its recall reaches 95 %, else
 null. The JSON also splits object recall by the peak amplitude of each truth
-object and by the kind of the previous exposure (:func:`slewdark.simulate.sky.previous_kind`).
+object and by the kind of the previous exposure (:func:`slewdark.core.instrument.previous_kind`).
 
 Exposures are read one detector at a time, and each method adds that
 detector's counts to its :class:`~slewdark.core.metrics.MethodScore`, so memory does
@@ -54,40 +54,30 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from astropy.io import fits
-from tqdm import tqdm
-
-from slewdark.config import AstroscrappyParams, Params, PhysicsBaselineParams
+from slewdark.config import Params
 from slewdark.core.metrics import (
     CLEAN_FPR_TARGETS,
     RECALL_TARGET,
     MethodScore,
     amplitude_label,
-    pr_thresholds,
     precision_key,
     tpr_key,
 )
-from slewdark.errors import ContractError, SlewdarkError
-from slewdark.evaluation.truth import truth_file
+from slewdark.errors import SlewdarkError
+from slewdark.evaluation.baselines import astroscrappy_method, heuristic_segmentation_method, physics_method
+from slewdark.evaluation.methods import MethodFn, prediction_method, unet_method
+from slewdark.evaluation.scoring import markdown_table, score_exposures
 from slewdark.io.atomic import write_text_atomic
-from slewdark.io.fits import (
-    DetectorImage,
-    ExposureInfo,
-    iter_detectors,
-    read_detector,
-    read_info,
-    read_truth,
-)
+from slewdark.io.exposures import exposure_files
+from slewdark.io.tables import write_table
 from slewdark.ops.tracking import stage_run
-from slewdark.plots.evaluate import plot_pr, plot_recall_amplitude, save_figure
-from slewdark.simulate.sky import previous_kind
-from slewdark.stages.patches import exposure_files, write_table
+from slewdark.plots.evaluate import plot_pr, plot_recall_amplitude
+from slewdark.plots.figures import save_figure
 from slewdark.training.variants import Labels, outputs_for
 
 log = logging.getLogger(__name__)
@@ -117,12 +107,6 @@ TABLE_COLUMNS = (
     *((f"recall @ {100 * rate:g}% clean FPR", tpr_key(rate)) for rate in CLEAN_FPR_TARGETS),
     (f"precision @ {100 * RECALL_TARGET:g}% recall", precision_key(RECALL_TARGET)),
 )
-MISSING = "n/a"
-"""Table cell of a figure that is None (a rate the method never meets)."""
-
-Prediction = tuple[np.ndarray, np.ndarray | None]
-MethodFn = Callable[[Path, ExposureInfo, DetectorImage], Prediction]
-"""``(exposure file, its header info, one detector) -> (boolean mask, probability or None)``."""
 
 
 @dataclass(frozen=True)
@@ -139,193 +123,6 @@ class EvaluationResult:
 
     metrics: dict[str, Any]
     table: str
-
-
-def read_mask_product(path: Path, detector: str) -> Prediction:
-    """``DETxy.MASK`` (as bool) and ``DETxy.PROB`` (or None) of a ``<stem>.mask.fits``.
-
-    Raises
-    ------
-    ContractError
-        When the file or the detector's mask is missing or malformed.
-    """
-    if not path.is_file():
-        raise ContractError(path, "no such mask product (run `slewdark predict` on the held-out set)")
-    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-        names = {hdu.name for hdu in hdul}
-        mask_name, prob_name = f"DET{detector}.MASK", f"DET{detector}.PROB"
-        if mask_name not in names:
-            raise ContractError(path, f"no {mask_name} extension")
-        mask = np.asarray(hdul[mask_name].data) > 0
-        prob = np.asarray(hdul[prob_name].data, dtype=np.float32) if prob_name in names else None
-    if prob is not None and prob.shape != mask.shape:
-        raise ContractError(path, f"{prob_name} shape {prob.shape} differs from {mask_name} {mask.shape}")
-    return mask, prob
-
-
-def prediction_method(folder: Path, exposures: list[Path]) -> MethodFn:
-    """The product: masks written by the ``predict`` stage into ``folder``.
-
-    Raises
-    ------
-    SlewdarkError
-        When the folder or the product of one of ``exposures`` is missing.
-    """
-    from slewdark.inference.predict import output_path
-
-    if not folder.is_dir():
-        raise SlewdarkError(f"{folder}: no predictions folder (run the predict stage first)")
-    products = [output_path(path, folder) for path in exposures]
-    missing = ", ".join(str(product) for product in products if not product.is_file())
-    if missing:
-        raise SlewdarkError(f"no mask product {missing} (run `slewdark predict` on the held-out set)")
-
-    def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
-        return read_mask_product(output_path(path, folder), detector.detector)
-
-    return run
-
-
-def unet_method(model_path: Path, params: Params, missing_hint: str) -> MethodFn:
-    """A UNet checkpoint applied in memory, as ``slewdark predict`` applies it.
-
-    Parameters
-    ----------
-    model_path
-        The checkpoint.
-    params
-        Validated params (``device``, ``predict`` batch size and autocast).
-    missing_hint
-        What needs the model and how to make it, for the missing-model message.
-
-    Raises
-    ------
-    SlewdarkError
-        When the checkpoint is missing or unreadable.
-    """
-    from slewdark.inference.predict import autocast_dtype, load_unet, predict_probability
-    from slewdark.inference.unet_input import detector_input, optional_previous_exposure
-    from slewdark.training.fit import resolve_device
-
-    if not model_path.is_file():
-        raise SlewdarkError(f"{model_path}: model not found; {missing_hint}")
-    model = load_unet(model_path, resolve_device(params.device))
-    dtype = autocast_dtype(model.device, params.predict.autocast)
-    batch_size = params.predict.batch_size
-
-    def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
-        prev_path = optional_previous_exposure(info) if model.in_channels == 2 else None
-        image = detector_input(path, detector, model.normalisation, model.in_channels, prev_path)
-        prob = predict_probability(
-            model.inference_network(), image, model.tile, model.overlap, batch_size, dtype
-        )
-        prob[~detector.usable] = 0.0
-        return model.mask(prob, image, detector.usable), prob
-
-    return run
-
-
-def astroscrappy_mask(image: np.ndarray, usable: np.ndarray, settings: AstroscrappyParams) -> np.ndarray:
-    """L.A.Cosmic cosmic-ray mask of a detector in electrons (gain 1).
-
-    Unusable pixels are filled with the median of the usable ones and passed as
-    the bad-pixel mask, so they neither trigger nor hide detections.
-
-    Parameters
-    ----------
-    image
-        float32 (H, W) electrons; NaN where there are no data.
-    usable
-        Pixels with data.
-    settings
-        ``evaluate.astroscrappy``.
-
-    Returns
-    -------
-    ndarray
-        bool (H, W): pixels flagged as cosmic rays.
-    """
-    import astroscrappy
-
-    filled = np.where(usable, image, np.float32(np.median(image[usable]))).astype(np.float32)
-    mask, _ = astroscrappy.detect_cosmics(
-        np.ascontiguousarray(filled),
-        inmask=np.ascontiguousarray(~usable),
-        sigclip=settings.sigclip,
-        sigfrac=settings.sigfrac,
-        objlim=settings.objlim,
-        niter=settings.niter,
-        readnoise=settings.readnoise,
-        satlevel=settings.satlevel,
-        gain=1.0,
-    )
-    return np.asarray(mask, dtype=bool) & usable
-
-
-def astroscrappy_method(settings: AstroscrappyParams) -> MethodFn:
-    """The astroscrappy baseline."""
-
-    def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
-        return astroscrappy_mask(detector.data, detector.usable, settings), None
-
-    return run
-
-
-def previous_detector(info: ExposureInfo, detector: str) -> DetectorImage | None:
-    """The detector of the previous exposure named by PREVFILE; None when unnamed or missing."""
-    from slewdark.stages.label import previous_exposure
-
-    prev, _ = previous_exposure(info)
-    return None if prev is None else read_detector(prev, detector)
-
-
-def physics_mask(
-    prev: DetectorImage | None, shape: tuple[int, ...], cfg: PhysicsBaselineParams
-) -> np.ndarray:
-    """The physics baseline's mask of one detector.
-
-    Parameters
-    ----------
-    prev
-        The previous exposure's detector, or None when the exposure names none.
-    shape
-        Shape of the detector's mask.
-    cfg
-        ``evaluate.physics``.
-
-    Returns
-    -------
-    ndarray
-        bool: where the previous exposure saturated or its median-filtered fluence
-        reached ``cfg.level`` (:func:`slewdark.stages.label.bright_map`), grown by
-        ``cfg.dilation`` px; all False without a previous exposure.
-    """
-    from slewdark.stages.label import bright_map
-
-    if prev is None:
-        return np.zeros(shape, bool)
-    return bright_map(prev, cfg.level, cfg.dilation, cfg.median)
-
-
-def physics_method(cfg: PhysicsBaselineParams) -> MethodFn:
-    """The physics baseline (:func:`physics_mask`)."""
-
-    def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
-        return physics_mask(previous_detector(info, detector.detector), detector.data.shape, cfg), None
-
-    return run
-
-
-def heuristic_segmentation_method(params: Params) -> MethodFn:
-    """The cluster-free heuristic (:mod:`slewdark.stages.heuristic_masks`) on each held-out detector."""
-    from slewdark.stages.heuristic_masks import HeuristicSegmentation
-
-    heuristic = HeuristicSegmentation(params)
-
-    def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
-        return heuristic(detector, previous_detector(info, detector.detector)), None
-
-    return run
 
 
 def variant_method(params: Params, labels: Labels) -> Callable[[], MethodFn]:
@@ -356,101 +153,6 @@ def build_methods(params: Params, exposures: list[Path]) -> dict[str, MethodFn]:
     }
     wanted = {PRODUCT, *cfg.baselines}
     return {name: builders[name]() for name in METHOD_ORDER if name in wanted}
-
-
-def score_exposures(
-    exposures: list[Path],
-    methods: dict[str, MethodFn],
-    params: Params,
-    truth_dir: str | Path | None,
-    edges: Sequence[float] | None = None,
-    desc: str = "evaluate",
-) -> tuple[dict[str, MethodScore], dict[str, int]]:
-    """Score every method on every detector of the exposures, one detector at a time.
-
-    Parameters
-    ----------
-    exposures
-        Held-out exposure files, each with its ``<stem>.truth.fits`` in ``truth_dir``.
-    methods
-        Name to method (:func:`build_methods`).
-    params
-        Validated params (``evaluate`` section).
-    truth_dir
-        Folder of the truth files (``data.heldout_truth``); None: beside the exposures.
-    edges
-        Amplitude bin edges (e-); None = ``evaluate.amplitude_bins``.
-    desc
-        Progress-bar label.
-
-    Returns
-    -------
-    scores
-        Name to accumulated :class:`MethodScore`.
-    data
-        Exposures, detectors, usable pixels and truth-positive pixels seen.
-    """
-    cfg = params.evaluate
-    edges = np.asarray(cfg.amplitude_bins if edges is None else edges, dtype=np.float64)
-    thresholds = pr_thresholds(cfg.pr_thresholds)
-    scores = {name: MethodScore(edges, thresholds, cfg.object_hit_fraction) for name in methods}
-    infos = [read_info(path) for path in exposures]
-    data = {"exposures": len(exposures), "detectors": 0, "usable_pixels": 0, "positive_pixels": 0}
-    total = sum(len(info.detectors) for info in infos)
-    with tqdm(total=total, desc=desc, unit="det") as progress:
-        for path, info in zip(exposures, infos, strict=True):
-            truth_path = truth_file(path, truth_dir)
-            previous = previous_kind(info.prev_gwa)
-            for detector in iter_detectors(path):
-                truth = read_truth(truth_path, detector.detector)
-                if truth.pers.shape != detector.data.shape:
-                    raise ContractError(truth_path, f"DET{detector.detector}: truth shape differs from data")
-                valid = detector.usable
-                positive = (truth.pers > cfg.truth_threshold) & valid
-                clean = valid & (truth.pers < cfg.clean_threshold) & ~(truth.cr | truth.hot | truth.snow)
-                for name, method in methods.items():
-                    mask, prob = method(path, info, detector)
-                    scores[name].add(
-                        mask, prob, truth.pers, positive, truth.cr, truth.hot, valid, clean, previous
-                    )
-                data["detectors"] += 1
-                data["usable_pixels"] += int(valid.sum())
-                data["positive_pixels"] += int(positive.sum())
-                progress.update(1)
-    return scores, data
-
-
-def markdown_table(
-    caption: str,
-    labels: Sequence[str],
-    columns: Sequence[tuple[str, str]],
-    rows: Iterable[tuple[Sequence[str], dict[str, Any]]],
-) -> str:
-    """A captioned Markdown table: label columns, then one 3-decimal column per figure (``n/a`` for None).
-
-    Parameters
-    ----------
-    caption
-        Line above the table.
-    labels
-        Titles of the label columns (e.g. ``method``).
-    columns
-        ``(title, key)`` of each figure column.
-    rows
-        ``(label values, figures by key)`` per row.
-    """
-    header = "| " + " | ".join([*labels, *(title for title, _ in columns)]) + " |"
-    rule = "|" + "---|" * len(labels) + "---:|" * len(columns)
-    lines = [
-        "| " + " | ".join([*names, *(table_cell(figures[key]) for _, key in columns)]) + " |"
-        for names, figures in rows
-    ]
-    return "\n".join([caption, "", header, rule, *lines]) + "\n"
-
-
-def table_cell(value: float | None) -> str:
-    """A figure with 3 decimals, or :data:`MISSING` for None."""
-    return MISSING if value is None else f"{value:.3f}"
 
 
 def comparison_table(summaries: dict[str, dict[str, Any]], data: dict[str, int]) -> str:

@@ -2,14 +2,14 @@
 
 A detector is scaled as the patches are (``scaling``) and segmented with the
 study's four steps (:func:`slewdark.core.segment.segment`, ``pseudomask.segment``,
-floor :func:`slewdark.stages.pseudomask.segment_floor`) over the whole detector; where
+floor :func:`slewdark.core.heuristic.segment_floor`) over the whole detector; where
 the exposure names its previous exposure, the mask is kept only where that
-exposure was bright (:func:`slewdark.stages.label.bright_map` with ``label.bright_level``,
+exposure was bright (:func:`slewdark.core.brightmap.bright_map` with ``label.bright_level``,
 ``bright_dilation``, ``bright_median``), as the ``pseudomask`` stage gates its
 masks. There is no cluster selection: this is what the segmentation alone
 achieves, so it measures what the autoencoder -> UMAP -> GMM -> label chain adds.
 
-Two uses, one implementation (:class:`HeuristicSegmentation`):
+Two uses, one implementation (:class:`slewdark.core.heuristic.HeuristicSegmentation`):
 
 - the ``heuristic_segmentation`` row of the evaluation (held-out exposures);
 - the ``heuristic_masks`` stage (:func:`run_heuristic_masks`): the same masks
@@ -29,33 +29,19 @@ from astropy.io import fits
 from tqdm import tqdm
 
 from slewdark.config import Params
-from slewdark.core.scaling import Scaling, scale_detector
-from slewdark.core.segment import segment
-from slewdark.io.fits import DetectorImage, iter_detectors, read_detector, read_info, write_fits_atomic
-from slewdark.stages.label import bright_map, previous_exposure
-from slewdark.stages.patches import exposure_files, exposure_stem
-from slewdark.stages.pseudomask import output_path, pseudo_mask_hdus, pseudo_mask_header, segment_floor
+from slewdark.core.heuristic import HeuristicSegmentation
+from slewdark.io.exposures import exposure_files
+from slewdark.io.fits import (
+    exposure_stem,
+    iter_detectors,
+    read_detector,
+    read_info,
+    write_fits_atomic,
+)
+from slewdark.io.previous import previous_exposure
+from slewdark.io.pseudomasks import pseudo_mask_hdus, pseudo_mask_header, pseudo_mask_path
 
 log = logging.getLogger(__name__)
-
-
-class HeuristicSegmentation:
-    """The heuristic mask of a detector, with the settings of ``params`` (module docstring)."""
-
-    def __init__(self, params: Params) -> None:
-        self.scaling = Scaling(**params.scaling.model_dump())
-        self.segment = params.pseudomask.segment
-        self.floor = segment_floor(params)
-        self.label = params.label
-
-    def __call__(self, detector: DetectorImage, prev: DetectorImage | None) -> np.ndarray:
-        """Boolean mask of ``detector``; ``prev`` is its previous exposure's detector, or None."""
-        image01 = scale_detector(detector.data, detector.usable, self.scaling).image
-        mask = segment(image01, detector.usable, self.segment, self.floor)
-        if prev is not None:
-            label = self.label
-            mask &= bright_map(prev, label.bright_level, label.bright_dilation, label.bright_median)
-        return mask
 
 
 def _exposure_hdus(path: Path, heuristic: HeuristicSegmentation) -> Iterator[fits.ImageHDU]:
@@ -88,6 +74,8 @@ def run_heuristic_masks(params: Params, out: str | Path) -> int:
     for path in tqdm(files, desc="heuristic masks", unit="exposure"):
         primary = header.copy()
         primary["OBS_ID"] = exposure_stem(path)
-        write_fits_atomic(output_path(out, exposure_stem(path)), primary, _exposure_hdus(path, heuristic))
+        write_fits_atomic(
+            pseudo_mask_path(out, exposure_stem(path)), primary, _exposure_hdus(path, heuristic)
+        )
     log.info("wrote %d heuristic masks to %s", len(files), out)
     return len(files)

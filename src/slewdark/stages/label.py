@@ -8,7 +8,7 @@ expected from the spectroscopic images" becomes a score:
    saturated (its DQ layer's SATUR bit, or NaN there) or whose fluence, median
    filtered over ``label.bright_median`` px so that cosmic-ray tracks and noise
    do not count, reaches ``label.bright_level`` electrons, grown by
-   ``label.bright_dilation`` px (IPC, PSF wings) (:func:`bright_map`).
+   ``label.bright_dilation`` px (IPC, PSF wings) (:func:`slewdark.core.brightmap.bright_map`).
 2. In every patch, *signal* pixels are those of the Gaussian-smoothed patch
    (``smooth_sigma``) above its mean + ``signal_sigma`` standard deviations
    (the segmentation's first step, :func:`slewdark.core.segment.threshold_at_mean`).
@@ -51,19 +51,18 @@ from typing import Any
 
 import numpy as np
 import yaml
-from scipy import ndimage
 from tqdm import tqdm
 
 from slewdark.config import LabelFallbackParams, LabelParams, Params
+from slewdark.core.brightmap import label_bright_map
 from slewdark.core.segment import threshold_at_mean
-from slewdark.errors import ContractError, SlewdarkError
-from slewdark.inference.unet_input import previous_exposure_path
-from slewdark.io.atomic import write_text_atomic
-from slewdark.io.fits import DetectorImage, ExposureInfo, read_detector, read_info
+from slewdark.errors import SlewdarkError
+from slewdark.io.clusters import read_assignments, write_labels
+from slewdark.io.fits import read_detector, read_info
+from slewdark.io.patches import open_patches
+from slewdark.io.previous import previous_exposure
+from slewdark.io.tables import read_index
 from slewdark.ops.tracking import stage_run
-from slewdark.simulate.sky import DISPERSION_ANGLE
-from slewdark.stages.patches import read_index
-from slewdark.training.patch_data import open_patches
 
 log = logging.getLogger(__name__)
 
@@ -118,42 +117,6 @@ class PatchEvidence:
             np.zeros(n),
             nan.copy(),
         )
-
-
-def bright_map(prev: DetectorImage, level: float, dilation: int, median: int) -> np.ndarray:
-    """Pixels of the previous exposure bright enough to leave persistence.
-
-    Only what a pipeline has is used: the observed previous exposure (noise,
-    cosmic rays, values capped at full well) and its saturation flags. A pixel
-    is bright when it saturated (:attr:`DetectorImage.saturated`) or when the
-    ``median`` x ``median`` median of the exposure around it reaches ``level``:
-    a star core or a trace a few pixels wide passes, a cosmic-ray track one or
-    two pixels wide, a lone hot pixel or noise does not. Saturated pixels enter
-    the median as infinitely bright, pixels without data as infinitely faint.
-
-    Parameters
-    ----------
-    prev
-        The previous exposure's detector, in electrons.
-    level
-        Electrons at and above which the median-filtered fluence is bright.
-    dilation
-        Pixels by which bright regions are grown (8-connected); 0 = none.
-    median
-        Side of the median filter in pixels; 1 = none.
-
-    Returns
-    -------
-    ndarray
-        Boolean map.
-    """
-    filled = np.where(prev.saturated, np.inf, np.nan_to_num(prev.data, nan=-np.inf))
-    if median > 1:
-        filled = ndimage.median_filter(filled, size=median, mode="nearest")
-    bright = prev.saturated | (filled >= level)
-    if dilation > 0:
-        bright = ndimage.binary_dilation(bright, np.ones((3, 3), bool), iterations=dilation)
-    return bright
 
 
 def coincidence(signal: np.ndarray, bright: np.ndarray, usable: np.ndarray) -> tuple[float, float]:
@@ -213,13 +176,6 @@ def peak_ratio(patch: np.ndarray, usable: np.ndarray) -> float:
     return float(excess / max(neighbours - median, excess * 1e-3))
 
 
-def expected_dispersion(gwa: str | None, tilt: float | None) -> float:
-    """Trace angle (deg, mod 180) expected after a grism exposure; NaN otherwise."""
-    if gwa not in DISPERSION_ANGLE:
-        return np.nan
-    return float((DISPERSION_ANGLE[gwa] + (tilt or 0.0)) % 180.0)
-
-
 def measure_patch(
     patch: np.ndarray, usable: np.ndarray, bright: np.ndarray | None, cfg: LabelParams
 ) -> tuple[int, float, float, float, float, float, float]:
@@ -230,18 +186,6 @@ def measure_patch(
     n_usable = max(int(usable.sum()), 1)
     saturated = float((usable & (patch >= SATURATED)).sum()) / n_usable
     return int(signal.sum()), hit, chance, elongation, angle, peak_ratio(patch, usable), saturated
-
-
-def previous_exposure(info: ExposureInfo) -> tuple[Path | None, float]:
-    """The previous exposure named by PREVFILE (None when unnamed or missing) and the trace angle."""
-    dispersion = expected_dispersion(info.prev_gwa, info.prev_tilt)
-    if not info.prev_file:
-        return None, dispersion
-    try:
-        return previous_exposure_path(info), dispersion
-    except ContractError as error:
-        log.warning("%s; its patches use the fallback rule", error)
-        return None, dispersion
 
 
 def collect_evidence(patch_dir: str | Path, cfg: LabelParams) -> PatchEvidence:
@@ -262,7 +206,7 @@ def collect_evidence(patch_dir: str | Path, cfg: LabelParams) -> PatchEvidence:
         full_bright = None
         if prev is not None:
             prev_image = read_detector(prev, detector)
-            full_bright = bright_map(prev_image, cfg.bright_level, cfg.bright_dilation, cfg.bright_median)
+            full_bright = label_bright_map(prev_image, cfg)
         size = patches.shape[1]
         for i in rows:
             r, c = int(index["row"][i]), int(index["col"][i])
@@ -411,63 +355,6 @@ def apply_overrides(
             }
         result.append(decision)
     return result
-
-
-def write_labels(path: str | Path, decisions: list[dict[str, Any]]) -> None:
-    """Write ``clusters.yaml`` atomically (``docs/products.md``)."""
-    header = "# Persistence decision per cluster (slewdark label); edit labels/overrides.yaml instead.\n"
-    write_text_atomic(path, header + yaml.safe_dump(decisions, sort_keys=False, width=200))
-
-
-def read_labels(path: str | Path) -> list[dict[str, Any]]:
-    """Read ``clusters.yaml``.
-
-    Raises
-    ------
-    SlewdarkError
-        When the file is missing or not a list of decisions.
-    """
-    path = Path(path)
-    try:
-        decisions = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SlewdarkError(f"{path}: no cluster labels (run 'slewdark label' first)") from None
-    if not isinstance(decisions, list) or not all(
-        isinstance(d, dict) and {"cluster", "persistence"} <= set(d) for d in decisions
-    ):
-        raise SlewdarkError(f"{path}: expected a list of {{cluster, persistence, ...}}")
-    return decisions
-
-
-def read_assignments(cluster_dir: str | Path, n_patches: int) -> dict[str, np.ndarray]:
-    """``patch``, ``group``, ``cluster``, ``probability``, ``embedding`` (UMAP x, y) per patch, in order.
-
-    Read from ``assignments.csv``.
-
-    Raises
-    ------
-    SlewdarkError
-        When the file is missing or does not cover every patch exactly once.
-    """
-    import csv
-
-    path = Path(cluster_dir) / "assignments.csv"
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            records = list(csv.DictReader(handle))
-    except FileNotFoundError:
-        raise SlewdarkError(f"{path}: no cluster assignments (run 'slewdark cluster' first)") from None
-    patch = np.array([int(r["patch"]) for r in records], dtype=np.int64)
-    if len(patch) != n_patches or not np.array_equal(np.sort(patch), np.arange(n_patches)):
-        raise SlewdarkError(f"{path}: does not assign each of the {n_patches} patches of index.csv once")
-    order = np.argsort(patch)
-    return {
-        "patch": patch[order],
-        "group": np.array([r["group"] for r in records])[order],
-        "cluster": np.array([int(r["cluster"]) for r in records], dtype=np.int64)[order],
-        "probability": np.array([float(r["probability"]) for r in records])[order],
-        "embedding": np.array([[float(r["umap_x"]), float(r["umap_y"])] for r in records])[order],
-    }
 
 
 def run_label(params: Params) -> dict[str, Any]:

@@ -18,7 +18,6 @@ sigma in electrons.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -30,18 +29,17 @@ import numpy as np
 from tqdm import tqdm
 
 from slewdark.core.background import remove_background
+from slewdark.core.instrument import ACTIVE_SIZE
+from slewdark.core.patch_grid import cut_patches, patch_channels, patch_origins
 from slewdark.core.scaling import Scaling, scale_detector
 from slewdark.errors import ContractError, SlewdarkError
 from slewdark.io.atomic import atomic_path
-from slewdark.io.fits import exposure_stem, exposure_suffix
+from slewdark.io.fits import exposure_stem
+from slewdark.io.tables import INDEX_COLUMNS, write_table
 
 log = logging.getLogger(__name__)
 
-INDEX_COLUMNS = ("patch", "exposure", "file", "detector", "channel", "row", "col", "split", "usable_fraction")
 SPLITS = ("train", "val", "test")
-COMPANION_KINDS = (".prev", ".truth", ".mask", ".pseudo")
-"""``<stem><kind>.fits``: the simulator's companions and the products, never exposures themselves."""
-ACTIVE_SIZE = 2040  # active pixels per detector side (the reader strips the reference border)
 
 
 @dataclass(frozen=True)
@@ -83,41 +81,6 @@ class PatchOptions:
     split_mode: Literal["grouped", "random"]
     fractions: tuple[float, float, float]
     seed: int
-
-
-def patch_origins(height: int, width: int, size: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-left pixel positions of the patches covering an image, row-major.
-
-    Parameters
-    ----------
-    height, width
-        Image shape.
-    size, stride
-        Patch side and step in pixels; patches that would cross the edge are not cut.
-
-    Returns
-    -------
-    rows, cols : ndarray
-        int64 arrays of equal length.
-    """
-    if size < 1 or stride < 1 or size > min(height, width):
-        raise ValueError(f"patch size {size} and stride {stride} do not fit a {height}x{width} image")
-    grid_rows, grid_cols = np.meshgrid(
-        np.arange(0, height - size + 1, stride), np.arange(0, width - size + 1, stride), indexing="ij"
-    )
-    return grid_rows.ravel().astype(np.int64), grid_cols.ravel().astype(np.int64)
-
-
-def patch_channels(rows: np.ndarray, size: int, height: int, n_channels: int) -> np.ndarray:
-    """Horizontal band (channel) of each patch centre: ``floor(centre_row / (height / n_channels))``."""
-    centre = np.asarray(rows, dtype=np.float64) + size / 2.0
-    return np.minimum((centre * n_channels / height).astype(np.int64), n_channels - 1)
-
-
-def cut_patches(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
-    """Copy the ``size`` x ``size`` patches with top-left corners ``(rows, cols)``: (n, size, size)."""
-    windows = np.lib.stride_tricks.sliding_window_view(image, (size, size))
-    return windows[rows, cols]
 
 
 def assign_splits(
@@ -173,27 +136,6 @@ def _split_labels(n: int, fractions: tuple[float, float, float], at_least_one: b
     return np.repeat(np.array(SPLITS, dtype=object), [n_train, n_val, n - n_train - n_val])
 
 
-def exposure_files(folder: str | Path) -> list[Path]:
-    """The exposures of a folder, sorted.
-
-    Files named ``*.fits``, ``*.fit``, ``*.fts`` or ``*.fits.gz`` in any case
-    (:data:`slewdark.io.fits.EXPOSURE_SUFFIXES`), hidden files and the
-    simulator's and products' companions (``<stem>.prev.fits``,
-    ``.truth``, ``.mask``, ``.pseudo``, any case and compression) left out.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise SlewdarkError(f"{folder}: no such folder of exposures (run 'slewdark simulate' first?)")
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_exposure_name(p))
-
-
-def is_exposure_name(path: str | Path) -> bool:
-    """Whether a file name is an exposure's: FITS suffix, not hidden, not a companion."""
-    if exposure_suffix(path) is None or Path(path).name.startswith("."):
-        return False
-    return not exposure_stem(path).lower().endswith(COMPANION_KINDS)
-
-
 @dataclass
 class _Writer:
     """Streams patches of successive detectors into two open memmaps."""
@@ -219,7 +161,7 @@ def build_patches(files: Iterable[str | Path], out_dir: str | Path, options: Pat
     Parameters
     ----------
     files
-        Exposure FITS files (see :func:`exposure_files`).
+        Exposure FITS files (see :func:`slewdark.io.exposures.exposure_files`).
     out_dir
         Output folder (``data/patches``).
     options
@@ -362,44 +304,3 @@ def _shrink_npy(path: Path, n_rows: int) -> None:
     target.flush()
     del target, source
     os.replace(shrunk, path)
-
-
-def write_table(path: str | Path, rows: Sequence[dict[str, object]], columns: Sequence[str]) -> None:
-    """Write ``rows`` as a CSV table with a header, atomically."""
-    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def read_index(path: str | Path) -> dict[str, np.ndarray]:
-    """Read ``index.csv`` into column arrays (int columns as int64, others as str).
-
-    Parameters
-    ----------
-    path
-        The ``index.csv`` file, or the patches folder holding it.
-
-    Returns
-    -------
-    dict
-        Column name to array, in patch order.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "index.csv"
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            records = list(csv.DictReader(handle))
-    except FileNotFoundError:
-        raise SlewdarkError(f"{path}: no patch index (run 'slewdark patches' first)") from None
-    columns: dict[str, np.ndarray] = {}
-    for name in INDEX_COLUMNS:
-        values = [r[name] for r in records]
-        if name in ("patch", "channel", "row", "col"):
-            columns[name] = np.array(values, dtype=np.int64)
-        elif name == "usable_fraction":
-            columns[name] = np.array(values, dtype=np.float64)
-        else:
-            columns[name] = np.array(values, dtype=str)
-    return columns

@@ -14,7 +14,7 @@ For every exposure of ``index.csv`` and each of its detectors:
 2. when the exposure names its previous exposure (``PREVFILE``), the patch masks
    are kept only where that exposure was bright (saturated, or median-filtered
    fluence at ``label.bright_level``, grown by ``label.bright_dilation``:
-   :func:`slewdark.stages.label.bright_map`): persistence cannot appear anywhere else, so this
+   :func:`slewdark.core.brightmap.bright_map`): persistence cannot appear anywhere else, so this
    removes cosmic rays and noise blobs that the segmentation kept;
 3. patches are put back at their ``row``/``col`` in the 2040 x 2040 frame. The
    channels (horizontal bands) are thereby concatenated; where patches overlap
@@ -53,49 +53,22 @@ import numpy as np
 from astropy.io import fits
 from tqdm import tqdm
 
-from slewdark import __version__
-from slewdark.config import Params, PseudomaskWeightParams, SegmentParams, params_sha256
-from slewdark.core.scaling import Scaling
+from slewdark.config import Params, PseudomaskWeightParams, SegmentParams
+from slewdark.core.brightmap import label_bright_map
+from slewdark.core.heuristic import segment_floor
+from slewdark.core.instrument import ACTIVE_SIZE
 from slewdark.core.segment import segment
-from slewdark.errors import ContractError
+from slewdark.io.clusters import read_assignments, read_labels
 from slewdark.io.fits import read_detector, read_info, write_fits_atomic
+from slewdark.io.patches import open_patches
+from slewdark.io.previous import previous_exposure
+from slewdark.io.pseudomasks import pseudo_mask_hdus, pseudo_mask_header, pseudo_mask_path
+from slewdark.io.tables import read_index
 from slewdark.ops.tracking import stage_run
-from slewdark.stages.label import bright_map, previous_exposure, read_assignments, read_labels
-from slewdark.stages.patches import ACTIVE_SIZE, read_index
-from slewdark.training.patch_data import open_patches
 
 log = logging.getLogger(__name__)
 
 STAGE = "pseudomask"
-
-
-def output_path(out_dir: str | Path, stem: str) -> Path:
-    """``<out_dir>/<stem>.pseudo.fits``."""
-    return Path(out_dir) / f"{stem}.pseudo.fits"
-
-
-def read_pseudo_mask(path: str | Path, detector: str) -> tuple[np.ndarray, np.ndarray]:
-    """``DETxy.MASK`` (bool) and ``DETxy.WEIGHT`` (float32) of a ``<stem>.pseudo.fits``.
-
-    Raises
-    ------
-    ContractError
-        When the file or an extension is missing or unreadable.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ContractError(path, "no pseudo-mask (run 'slewdark pseudomask' first)")
-    try:
-        with fits.open(path, memmap=False) as hdul:
-            names = {hdu.name for hdu in hdul}
-            for layer in ("MASK", "WEIGHT"):
-                if f"DET{detector}.{layer}" not in names:
-                    raise ContractError(path, f"no DET{detector}.{layer} extension")
-            mask = np.asarray(hdul[f"DET{detector}.MASK"].data) > 0
-            weight = np.asarray(hdul[f"DET{detector}.WEIGHT"].data, dtype=np.float32)
-    except OSError as error:
-        raise ContractError(path, f"unreadable pseudo-mask ({error})") from None
-    return mask, weight
 
 
 def patch_labels(
@@ -154,7 +127,7 @@ def patch_products(
     segment_cfg, weight_cfg
         ``pseudomask.segment`` and ``pseudomask.weight``.
     floor
-        Lowest segmentation level in patch units (:func:`segment_floor`).
+        Lowest segmentation level in patch units (:func:`slewdark.core.heuristic.segment_floor`).
 
     Returns
     -------
@@ -234,34 +207,6 @@ def neighbourhood_patches(
     return inside
 
 
-def pseudo_mask_header(params: Params, product: str, comment: str) -> fits.Header:
-    """Primary header of a pseudo-mask file: version, params hash and ``PRODUCT``."""
-    header = fits.Header()
-    header["SDVER"] = (__version__, "slewdark version")
-    header["PARAMSHA"] = params_sha256(params)
-    header["PRODUCT"] = (product, comment)
-    return header
-
-
-def pseudo_mask_hdus(detector: str, mask: np.ndarray, weight: np.ndarray) -> Iterator[fits.ImageHDU]:
-    """``DETxy.MASK`` (uint8) and ``DETxy.WEIGHT`` (float32) extensions of one detector."""
-    for name, array in ((f"DET{detector}.MASK", mask), (f"DET{detector}.WEIGHT", weight)):
-        hdu = fits.ImageHDU(array, name=name)
-        hdu.header["DET_ID"] = detector
-        yield hdu
-
-
-def segment_floor(params: Params) -> float:
-    """``pseudomask.segment.min_sigma`` noise sigmas above the background, in patch units.
-
-    Patches are in noise units (:mod:`slewdark.core.scaling`), so this floor keeps the
-    segmentation to persistence that stands out of the noise, whatever else the
-    patch holds.
-    """
-    scaling = Scaling(**params.scaling.model_dump())
-    return float(scaling.squash(params.pseudomask.segment.min_sigma))
-
-
 def _detector_hdus(
     stem_rows: np.ndarray, index: dict[str, np.ndarray], data: dict[str, Any], params: Params
 ) -> Iterator[fits.ImageHDU]:
@@ -273,10 +218,7 @@ def _detector_hdus(
         rows = stem_rows[index["detector"][stem_rows] == detector]
         bright = None
         if prev is not None:
-            label = params.label
-            full = bright_map(
-                read_detector(prev, detector), label.bright_level, label.bright_dilation, label.bright_median
-            )
+            full = label_bright_map(read_detector(prev, detector), params.label)
             size = data["patches"].shape[1]
             bright = np.stack(
                 [
@@ -338,7 +280,9 @@ def run_pseudomask(params: Params) -> dict[str, Any]:
         stem_rows = np.nonzero(index["exposure"] == stem)[0]
         primary = header.copy()
         primary["OBS_ID"] = stem
-        write_fits_atomic(output_path(cfg.out, stem), primary, _detector_hdus(stem_rows, index, data, params))
+        write_fits_atomic(
+            pseudo_mask_path(cfg.out, stem), primary, _detector_hdus(stem_rows, index, data, params)
+        )
         stats["exposures"] += 1
     stats["persistence_patches"] = int(persistence.sum())
     with stage_run(

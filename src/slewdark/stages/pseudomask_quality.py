@@ -40,14 +40,14 @@ from slewdark.core.metrics import MethodScore, pr_thresholds, safe_ratio
 from slewdark.core.scaling import Scaling, scale_detector
 from slewdark.errors import SlewdarkError
 from slewdark.evaluation.diagnostics import cluster_composition, clustering_scores
-from slewdark.evaluation.truth import TRUTH_CLASSES, read_truth_classes, truth_file
+from slewdark.evaluation.truth import TRUTH_CLASSES, read_truth, read_truth_classes, truth_file
 from slewdark.io.atomic import write_text_atomic
-from slewdark.io.fits import read_detector, read_truth
-from slewdark.plots.evaluate import save_figure
+from slewdark.io.clusters import read_assignments, read_labels
+from slewdark.io.fits import read_detector
+from slewdark.io.pseudomasks import pseudo_mask_path, read_pseudo_mask
+from slewdark.io.tables import read_index, write_table
+from slewdark.plots.figures import save_figure
 from slewdark.plots.pseudomask import side_by_side
-from slewdark.stages.label import read_assignments, read_labels
-from slewdark.stages.patches import read_index, write_table
-from slewdark.stages.pseudomask import output_path, read_pseudo_mask
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def mask_quality(params: Params) -> tuple[dict[str, Any], list[Path]]:
     pictures: list[Path] = []
     pairs = list(dict.fromkeys(zip(index["exposure"], index["file"], index["detector"], strict=True)))
     for stem, file, detector in tqdm(pairs, desc="pseudomask quality", unit="detector"):
-        mask, weight = read_pseudo_mask(output_path(params.pseudomask.out, stem), detector)
+        mask, weight = read_pseudo_mask(pseudo_mask_path(params.pseudomask.out, stem), detector)
         image = read_detector(file, detector)
         truth = read_truth(truth_file(file, params.data.train_truth), detector)
         positive = image.usable & (truth.pers > ev.truth_threshold)

@@ -8,12 +8,12 @@ its own seed, size and folder (``robustness.seed``, ``n_exposures``,
 training nor the held-out set saw. Every set is validated before anything is
 simulated or scored: a bad key stops the command naming the set and the key.
 
-- ``slewdark simulate-stress`` (:func:`slewdark.simulate.stress.run_simulate_stress`)
+- ``slewdark simulate-stress`` (:func:`slewdark.stages.simulate_stress.run_simulate_stress`)
   simulates every set;
 - ``slewdark robustness`` (:func:`run_robustness`) scores, per set, the UNet
   (``unet.model``, run in memory exactly as ``slewdark predict`` runs it, like
   the evaluate stage's ``unet_truth``) and the ``physics`` baseline with the
-  evaluate stage's scoring (:func:`slewdark.stages.evaluate.score_exposures`).
+  evaluate stage's scoring (:func:`slewdark.evaluation.scoring.score_exposures`).
 
 Reported per set and method: F1, precision, recall, recall on the strong
 persistence (truth at least ``robustness.strong_sigma`` times the set's read
@@ -35,11 +35,13 @@ from typing import Any
 from slewdark.config import Params, SimulateParams
 from slewdark.core.metrics import MethodScore
 from slewdark.errors import SlewdarkError
+from slewdark.evaluation.baselines import physics_method
+from slewdark.evaluation.methods import MethodFn, unet_method
+from slewdark.evaluation.scoring import markdown_table, score_exposures
+from slewdark.evaluation.stress_sets import stress_simulations
 from slewdark.io.atomic import write_text_atomic
+from slewdark.io.exposures import exposure_files
 from slewdark.ops.tracking import stage_run
-from slewdark.simulate.stress import stress_simulations
-from slewdark.stages.evaluate import MethodFn, markdown_table, physics_method, score_exposures, unet_method
-from slewdark.stages.patches import exposure_files
 
 log = logging.getLogger(__name__)
 

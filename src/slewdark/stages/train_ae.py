@@ -33,11 +33,12 @@ import torch
 from slewdark.config import AeParams, OptunaParams, TrackingParams
 from slewdark.errors import SlewdarkError
 from slewdark.io.atomic import atomic_path, write_text_atomic
+from slewdark.io.tables import read_index, write_table
 from slewdark.models.ae import Autoencoder, build_autoencoder, count_parameters
+from slewdark.models.device import resolve_device
 from slewdark.ops.provenance import code_fingerprint
 from slewdark.ops.tracking import StageRun, stage_run
-from slewdark.stages.patches import read_index, write_table
-from slewdark.training.fit import EpochRecord, FitConfig, FitResult, fit, resolve_device, seed_everything
+from slewdark.training.fit import EpochRecord, FitConfig, FitResult, fit, seed_everything
 from slewdark.training.patch_data import (
     PatchDataset,
     data_fingerprint,

@@ -44,18 +44,20 @@ from torch import nn
 from torch.nn import functional
 
 from slewdark.config import Params, UnetParams, params_sha256
+from slewdark.core.instrument import previous_kind
+from slewdark.core.normalisation import BrightVeto, Normalisation
 from slewdark.core.scaling import Scaling
 from slewdark.errors import SlewdarkError
-from slewdark.inference.predict import UnetModel, checkpoint_payload
-from slewdark.inference.unet_input import BrightVeto, Normalisation
 from slewdark.io.atomic import atomic_path, write_text_atomic
-from slewdark.io.fits import read_info
+from slewdark.io.exposures import exposure_files
+from slewdark.io.fits import exposure_stem, read_info
+from slewdark.io.tables import write_table
+from slewdark.models.checkpoint import UnetModel, checkpoint_payload
+from slewdark.models.device import resolve_device
 from slewdark.models.unet import build_unet, count_parameters
 from slewdark.ops.provenance import code_fingerprint
 from slewdark.ops.tracking import CHECKPOINT_ARTIFACT, StageRun, stage_run
-from slewdark.simulate.sky import previous_kind
-from slewdark.stages.patches import exposure_files, exposure_stem, write_table
-from slewdark.training.fit import EpochRecord, FitConfig, fit, resolve_device, seed_everything
+from slewdark.training.fit import EpochRecord, FitConfig, fit, seed_everything
 from slewdark.training.unet_data import (
     LabelSource,
     TileSet,
@@ -131,7 +133,7 @@ def split_exposures(
 ) -> tuple[list[Path], list[Path]]:
     """Seeded split of whole exposures into train and validation, stratified.
 
-    Each stratum (by default the kind of previous exposure, :func:`slewdark.simulate.sky.previous_kind`)
+    Each stratum (by default the kind of previous exposure, :func:`slewdark.core.instrument.previous_kind`)
     gives ``val_fraction`` of its exposures to validation, rounded, and the
     largest strata give one more until the total is the rounded share of all:
     after a photometric exposure there is little persistence, after a grism
@@ -147,7 +149,7 @@ def split_exposures(
     seed
         Seed of the choice within each stratum.
     strata
-        Stratum of each file; None reads :func:`slewdark.simulate.sky.previous_kind` from the headers.
+        Stratum of each file; None reads :func:`slewdark.core.instrument.previous_kind` from the headers.
 
     Returns
     -------

@@ -29,15 +29,6 @@ Batch = tuple[torch.Tensor, ...]
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SlewdarkError("device 'cuda' requested but no CUDA device is available (use auto or cpu)")
-    return torch.device(name)
-
-
 def seed_everything(seed: int) -> None:
     """Seed torch (CPU and CUDA) and ask for deterministic kernels where they exist."""
     torch.manual_seed(seed)

@@ -44,13 +44,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from slewdark.core.normalisation import Normalisation
 from slewdark.core.tiling import Origin
 from slewdark.errors import ContractError
-from slewdark.evaluation.truth import truth_file
-from slewdark.inference.unet_input import Normalisation, detector_input, optional_previous_exposure
-from slewdark.io.fits import iter_detectors, read_info, read_truth
-from slewdark.stages.patches import exposure_stem
-from slewdark.stages.pseudomask import output_path, read_pseudo_mask
+from slewdark.evaluation.truth import read_truth, truth_file
+from slewdark.inference.unet_input import detector_input
+from slewdark.io.fits import exposure_stem, iter_detectors, read_info
+from slewdark.io.previous import optional_previous_exposure
+from slewdark.io.pseudomasks import pseudo_mask_path, read_pseudo_mask
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def pseudo_mask_labels(masks_dir: str | Path) -> LabelSource:
     folder = Path(masks_dir)
 
     def labels(exposure: Path, detector: str, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mask, weight = read_pseudo_mask(output_path(folder, exposure_stem(exposure)), detector)
+        mask, weight = read_pseudo_mask(pseudo_mask_path(folder, exposure_stem(exposure)), detector)
         return mask.astype(np.uint8), np.where(usable, weight, 0.0).astype(np.float32)
 
     return labels
