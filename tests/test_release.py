@@ -41,11 +41,11 @@ from pathlib import Path
 
 import torch
 
-from slewdark.models.unet import build_unet
-from slewdark.inference.predict import UnetModel, checkpoint_payload
-from slewdark.ops.tracking import CHECKPOINT_ARTIFACT, stage_run
+from slewdark.core.normalisation import Normalisation
 from slewdark.core.scaling import Scaling
-from slewdark.inference.unet_input import Normalisation
+from slewdark.models.checkpoint import UnetModel, checkpoint_payload
+from slewdark.models.unet import build_unet
+from slewdark.ops.tracking import CHECKPOINT_ARTIFACT, stage_run
 
 ARCH = {ARCH!r}
 torch.manual_seed(0)
