@@ -28,7 +28,7 @@ from slewdark.io.exposures import exposure_files
 from slewdark.io.fits import file_sha256
 from slewdark.models.checkpoint import UnetModel, checkpoint_payload
 from slewdark.models.unet import build_unet
-from slewdark.ops.tracking import git_revision
+from slewdark.revision import git_revision
 
 REPO = Path(__file__).resolve().parents[1]
 SIDE = 2040

@@ -45,7 +45,7 @@ from slewdark.inference.predict import (
 )
 from slewdark.models.checkpoint import UnetModel
 from slewdark.models.device import resolve_device
-from slewdark.ops.tracking import code_revision
+from slewdark.revision import code_revision
 
 log = logging.getLogger(__name__)
 

@@ -60,7 +60,7 @@ from slewdark.io.fits import (
 )
 from slewdark.io.previous import optional_previous_exposure
 from slewdark.models.checkpoint import CHECKPOINT_KEYS, UnetModel, _checkpoint_network
-from slewdark.ops.tracking import UNKNOWN_REVISION, code_revision, package_repository
+from slewdark.revision import UNKNOWN_REVISION, code_revision, package_repository
 
 log = logging.getLogger(__name__)
 
