@@ -2,8 +2,8 @@
 
 Run: ``.venv/bin/python benchmarks/bench_ae.py [--size 68] [--patches 1024]``. Uses
 synthetic patches in a temporary folder (memory-mapped like the real product)
-and the real training loop (:func:`slewdark.train_ae.train_autoencoder`, one
-epoch) and embedding (:func:`slewdark.embed.embed_patches`); CPU always, CUDA
+and the real training loop (:func:`slewdark.stages.train_ae.train_autoencoder`, one
+epoch) and embedding (:func:`slewdark.stages.embed.embed_patches`); CPU always, CUDA
 too when present. Prints patches/s and the compact/seed ratio.
 """
 
@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slewdark.embed import embed_patches
+from slewdark.io.tables import INDEX_COLUMNS, write_table
 from slewdark.models.ae import build_autoencoder
-from slewdark.patches import INDEX_COLUMNS, write_table
-from slewdark.train_ae import AeHyper, TrainData, train_autoencoder
-from slewdark.training import FitConfig
+from slewdark.stages.embed import embed_patches
+from slewdark.stages.train_ae import AeHyper, TrainData, train_autoencoder
+from slewdark.training.fit import FitConfig
 
 WIDTHS = (16, 32, 64)
 

@@ -1,7 +1,7 @@
 """Throughput of ``slewdark predict`` on a full-frame detector, against astroscrappy on the same pixels.
 
 Run: ``.venv/bin/python benchmarks/bench_predict.py [--input EXPOSURE] [--model models/unet.pt]``.
-Times the real path (:func:`slewdark.predict.predict_files`: read, normalise,
+Times the real path (:func:`slewdark.inference.predict.predict_files`: read, normalise,
 tiled inference, blending, threshold, FITS write with provenance) on one
 2040x2040 detector, into a fresh output folder each time, in float32 and with
 ``predict.autocast`` (bfloat16 on a CPU with native support, float16 on CUDA).
@@ -26,14 +26,16 @@ import torch
 from astropy.io import fits
 
 from slewdark.config import load_params
-from slewdark.io.fits import read_detector, read_info, read_truth
+from slewdark.core.normalisation import Normalisation
+from slewdark.core.scaling import Scaling
+from slewdark.evaluation.truth import read_truth, truth_file
+from slewdark.inference.predict import PredictOptions, load_unet, predict_files, predict_probability
+from slewdark.inference.unet_input import detector_input
+from slewdark.io.exposures import exposure_files
+from slewdark.io.fits import read_detector, read_info
+from slewdark.models.checkpoint import UnetModel
 from slewdark.models.unet import build_unet
-from slewdark.patches import exposure_files
-from slewdark.predict import PredictOptions, UnetModel, load_unet, predict_files, predict_probability
-from slewdark.scaling import Scaling
-from slewdark.train_unet import arch_kwargs, previous_kind
-from slewdark.truth import truth_file
-from slewdark.unet_input import Normalisation, detector_input
+from slewdark.stages.train_unet import arch_kwargs, previous_kind
 
 EXPOSURE_MPIX = 16 * 2040 * 2040 / 1e6
 

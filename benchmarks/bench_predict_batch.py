@@ -7,9 +7,9 @@ slew darks of ``--detectors`` 2040x2040 detectors each (``DETxy.SCI`` and
 ``benchmarks/bench_predict.py`` (``models/unet.pt`` when trained, else the
 ``params.yaml`` architecture randomly initialised) as a checkpoint. For 1 and
 then 2 workers it starts the local cluster of ``slewdark predict --workers``
-(:func:`slewdark.batch.cluster_client`, torch threads per worker
-:func:`slewdark.batch.threads_per_worker`), predicts one exposure to load the
-model on the workers, then times :func:`slewdark.batch.predict_on_cluster` on
+(:func:`slewdark.inference.batch.cluster_client`, torch threads per worker
+:func:`slewdark.inference.batch.threads_per_worker`), predicts one exposure to load the
+model on the workers, then times :func:`slewdark.inference.batch.predict_on_cluster` on
 the batch (cluster start and model load excluded: they are paid once per
 batch). Prints exposures per hour for each, their ratio, and the peak resident
 memory of every worker process (``ru_maxrss``).
@@ -29,9 +29,10 @@ from astropy.io import fits
 
 from bench_predict import model_for
 from bench_predict_memory import DETECTORS, detector_hdus
-from slewdark.batch import cluster_client, predict_on_cluster, threads_per_worker
+from slewdark.inference.batch import cluster_client, predict_on_cluster, threads_per_worker
+from slewdark.inference.predict import PredictOptions, load_unet
 from slewdark.io.fits import write_fits_atomic
-from slewdark.predict import PredictOptions, checkpoint_payload, load_unet
+from slewdark.models.checkpoint import checkpoint_payload
 
 
 def write_batch(folder: Path, n_exposures: int, detectors: tuple[str, ...]) -> list[Path]:

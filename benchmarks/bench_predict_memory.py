@@ -10,7 +10,7 @@ and runs ``slewdark predict`` on the exposure in a subprocess started in that
 folder (no ``params.yaml`` there: the built-in defaults) with ``--device cpu``.
 Prints the subprocess's peak resident set size (``getrusage`` ``ru_maxrss``)
 against the 1 GiB target (exit 1 above it), beside the peak of a process that
-only imports ``slewdark.predict`` (torch, torchvision, segmentation-models-pytorch):
+only imports ``slewdark.inference.predict`` (torch, torchvision, segmentation-models-pytorch):
 the difference is what the data and the network cost. Run it with
 ``--detectors 1`` too: one detector in memory at a time means the 16-detector
 peak is about the one-detector peak.
@@ -33,7 +33,7 @@ from astropy.io import fits
 
 from bench_predict import model_for
 from slewdark.io.fits import write_fits_atomic
-from slewdark.predict import checkpoint_payload
+from slewdark.models.checkpoint import checkpoint_payload
 
 DETECTORS = tuple(f"{x}{y}" for x in range(1, 5) for y in range(1, 5))
 SIDE = 2040
@@ -93,7 +93,9 @@ def main() -> int:
         unet = model_for(args.model, args.params, torch.device("cpu"))
         checkpoint = folder / "unet.pt"
         torch.save(checkpoint_payload(unet), checkpoint)
-        imports, _ = peak_rss_gib([sys.executable, "-c", "import slewdark.cli, slewdark.predict"], folder)
+        imports, _ = peak_rss_gib(
+            [sys.executable, "-c", "import slewdark.cli, slewdark.inference.predict"], folder
+        )
         argv = [sys.executable, "-m", "slewdark.cli", "-q", "predict", exposure.name, "--out", "masks"]
         gib, seconds = peak_rss_gib([*argv, "--model", str(checkpoint), "--device", "cpu"], folder)
         with fits.open(folder / "masks" / "bench.mask.fits") as hdul:

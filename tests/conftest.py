@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slewdark.patches import INDEX_COLUMNS, assign_splits, write_table
+from slewdark.io.tables import INDEX_COLUMNS, write_table
+from slewdark.stages.patches import assign_splits
 
 
 @pytest.fixture

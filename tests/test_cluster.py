@@ -13,12 +13,12 @@ from astropy.io import fits
 from sklearn.datasets import make_blobs
 
 from slewdark.cli import main
-from slewdark.cluster import classify_patches, run_cluster
 from slewdark.config import Params, load_params
-from slewdark.latent.diagnostics import clustering_scores
+from slewdark.evaluation.diagnostics import clustering_scores
+from slewdark.evaluation.truth import read_truth_classes
+from slewdark.io.tables import INDEX_COLUMNS, write_table
 from slewdark.models.ae import build_autoencoder
-from slewdark.patches import INDEX_COLUMNS, write_table
-from slewdark.truth import read_truth_classes
+from slewdark.stages.cluster import classify_patches, run_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 8  # patch side in pixels

@@ -2,7 +2,7 @@
 
 A stage runs ``slewdark/cli.py`` with its module-level imports and the imports of
 its sub-command's handler (not those of the other handlers), then everything
-these import (:func:`slewdark.provenance.import_closure`). A dep that is a
+these import (:func:`slewdark.ops.provenance.import_closure`). A dep that is a
 folder covers every file under it.
 """
 
@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slewdark import cli, provenance
-from slewdark.provenance import SOURCE_ROOT, code_fingerprint, import_closure, imported_modules
+from slewdark import cli
+from slewdark.ops import provenance
+from slewdark.ops.provenance import SOURCE_ROOT, code_fingerprint, import_closure, imported_modules
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -51,11 +52,11 @@ def test_stage_lists_every_source_file_it_runs(stage: str) -> None:
 def test_the_import_graph_follows_imports_inside_functions() -> None:
     sources = stage_sources("slewdark predict data --out out")
     package = SOURCE_ROOT / "slewdark"
-    assert package / "predict.py" in sources  # imported inside the handler
-    assert package / "unet_input.py" in sources  # imported by predict.py
-    assert package / "scaling.py" in sources  # imported by unet_input.py
+    assert package / "inference" / "predict.py" in sources  # imported inside the handler
+    assert package / "inference" / "unet_input.py" in sources  # imported by predict.py
+    assert package / "core" / "scaling.py" in sources  # imported by unet_input.py
     assert package / "io" / "__init__.py" in sources  # the package of io.fits
-    assert package / "cluster.py" not in sources  # only another handler imports it
+    assert package / "stages" / "cluster.py" not in sources  # only another handler imports it
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from slewdark.config import load_params
-from slewdark.embed import embed_patches, run_embed
 from slewdark.models.ae import build_autoencoder
-from slewdark.patch_data import PatchDataset, reconstruction_error
+from slewdark.stages.embed import embed_patches, run_embed
+from slewdark.training.patch_data import PatchDataset, reconstruction_error
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,14 +14,14 @@ import yaml
 from astropy.io import fits
 
 from slewdark.cli import main
+from slewdark.core.instrument import previous_kind
+from slewdark.core.normalisation import Normalisation
+from slewdark.core.scaling import Scaling
 from slewdark.errors import SlewdarkError
-from slewdark.evaluate import read_mask_product
-from slewdark.io.fits import read_info
+from slewdark.inference.predict import PredictOptions, load_unet, predict_files
+from slewdark.io.fits import read_info, read_mask_product
+from slewdark.models.checkpoint import UnetModel, checkpoint_payload
 from slewdark.models.unet import build_unet
-from slewdark.predict import PredictOptions, UnetModel, checkpoint_payload, load_unet, predict_files
-from slewdark.scaling import Scaling
-from slewdark.simulate.sky import previous_kind
-from slewdark.unet_input import Normalisation
 
 REPO = Path(__file__).resolve().parents[1]
 SIDE = 2040
@@ -283,7 +283,7 @@ def test_truth_model_in_memory_matches_slewdark_predict(heldout: Path) -> None:
 
 def test_heuristic_and_physics_baselines_keep_only_bright_previous_pixels(heldout: Path) -> None:
     from slewdark.config import load_params
-    from slewdark.evaluate import heuristic_segmentation_method, physics_method
+    from slewdark.evaluation.baselines import heuristic_segmentation_method, physics_method
     from slewdark.io.fits import read_detector, read_info
 
     tmp_path = heldout

@@ -11,12 +11,12 @@ import pytest
 from astropy.io import fits
 
 from slewdark.errors import ContractError
+from slewdark.evaluation.truth import read_truth
 from slewdark.io.fits import (
     MaskLayers,
     iter_detectors,
     read_detector,
     read_info,
-    read_truth,
     write_fits_atomic,
     write_mask_product,
 )

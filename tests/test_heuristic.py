@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from slewdark.config import load_params
-from slewdark.heuristic import run_heuristic_masks
-from slewdark.pseudomask import read_pseudo_mask
+from slewdark.io.pseudomasks import read_pseudo_mask
+from slewdark.stages.heuristic_masks import run_heuristic_masks
 from test_label import REPO, _detector_file
 
 STRIPE = np.s_[1000:1006, 300:900]

@@ -7,7 +7,7 @@ from astropy.io import fits
 
 from slewdark.cli import main
 from slewdark.io.fits import write_fits_atomic
-from slewdark.quicklook import render_exposure
+from slewdark.ops.quicklook import render_exposure
 from test_fits_io import bad_files, exposure
 
 

@@ -11,22 +11,22 @@ from astropy.io import fits
 from scipy import ndimage
 
 from slewdark.config import Params, load_params
+from slewdark.core.brightmap import bright_map
+from slewdark.core.instrument import expected_dispersion
 from slewdark.errors import SlewdarkError
+from slewdark.io.clusters import read_labels
 from slewdark.io.fits import DetectorImage, write_fits_atomic
-from slewdark.label import (
+from slewdark.io.tables import INDEX_COLUMNS, write_table
+from slewdark.stages.label import (
     PatchEvidence,
     apply_overrides,
-    bright_map,
     coincidence,
-    expected_dispersion,
     fallback_votes,
     peak_ratio,
-    read_labels,
     read_overrides,
     run_label,
     shape_features,
 )
-from slewdark.patches import INDEX_COLUMNS, write_table
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE, N_PER_CLUSTER = 68, 6

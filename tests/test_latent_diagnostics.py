@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from slewdark.latent.diagnostics import cluster_composition, clustering_scores
+from slewdark.evaluation.diagnostics import cluster_composition, clustering_scores
 
 
 def test_purity_and_ari_on_a_hand_made_clustering() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slewdark.lineage import MISSING, file_md5, input_hashes, stage_dependencies
+from slewdark.ops.lineage import MISSING, file_md5, input_hashes, stage_dependencies
 
 DVC = Path(sys.executable).with_name("dvc")
 DVC_YAML = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slewdark.metrics import (
+from slewdark.core.metrics import (
     Confusion,
     MethodScore,
     amplitude_counts,

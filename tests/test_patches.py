@@ -8,21 +8,15 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from slewdark.background import remove_background
+from slewdark.core.background import remove_background
+from slewdark.core.patch_grid import cut_patches, patch_channels, patch_origins
+from slewdark.core.scaling import Scaling, scale_detector
 from slewdark.errors import SlewdarkError
-from slewdark.patches import (
-    PatchOptions,
-    assign_splits,
-    build_patches,
-    cut_patches,
-    exposure_files,
-    patch_channels,
-    patch_origins,
-    read_index,
-    write_table,
-)
-from slewdark.scaling import Scaling, scale_detector
-from slewdark.truth import build_patch_truth, classify_patches, read_truth_classes
+from slewdark.evaluation.truth import read_truth_classes
+from slewdark.io.exposures import exposure_files
+from slewdark.io.tables import read_index, write_table
+from slewdark.stages.patch_truth import build_patch_truth, classify_patches
+from slewdark.stages.patches import PatchOptions, assign_splits, build_patches
 
 SIZE = 2040
 SCALING = Scaling("channel_row_block", 34, 3.0, -4.0, 100.0)

@@ -6,7 +6,7 @@ import numpy as np
 from scipy import ndimage
 
 from slewdark.config import PhysicsBaselineParams
-from slewdark.evaluate import physics_mask
+from slewdark.evaluation.baselines import physics_mask
 from test_label import prev_image
 
 CFG = PhysicsBaselineParams(level=5e4, dilation=1, median=3)

@@ -24,7 +24,7 @@ import yaml
 from astropy.io import fits
 
 from slewdark.config import load_params, set_dotted
-from slewdark.profiles import load_profile
+from slewdark.ops.profiles import load_profile
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

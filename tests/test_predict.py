@@ -14,22 +14,21 @@ import torch
 from astropy.io import fits
 
 from slewdark.cli import main
-from slewdark.io.fits import file_sha256
-from slewdark.models.unet import build_unet
-from slewdark.patches import exposure_files
-from slewdark.predict import (
+from slewdark.core.normalisation import BrightVeto, Normalisation
+from slewdark.core.scaling import Scaling
+from slewdark.inference.predict import (
     PredictOptions,
-    UnetModel,
-    checkpoint_payload,
     default_model,
     load_unet,
-    output_path,
+    mask_product_path,
     predict_files,
     provenance_header,
 )
-from slewdark.scaling import Scaling
-from slewdark.tracking import git_revision
-from slewdark.unet_input import BrightVeto, Normalisation
+from slewdark.io.exposures import exposure_files
+from slewdark.io.fits import file_sha256
+from slewdark.models.checkpoint import UnetModel, checkpoint_payload
+from slewdark.models.unet import build_unet
+from slewdark.revision import git_revision
 
 REPO = Path(__file__).resolve().parents[1]
 SIDE = 2040
@@ -188,10 +187,10 @@ def test_bad_inputs_are_reported_and_skipped(
     truncated.write_bytes(whole[: len(whole) // 2])
     out = tmp_path / "pred"
     out.mkdir()
-    earlier = output_path(truncated, out)
+    earlier = mask_product_path(truncated, out)
     earlier.write_bytes(b"an earlier good product")
     missing = tmp_path / "missing.fits"
-    with caplog.at_level(logging.ERROR, logger="slewdark.predict"):
+    with caplog.at_level(logging.ERROR, logger="slewdark.inference.predict"):
         status = main(
             [
                 "--params",
@@ -321,7 +320,7 @@ def test_a_detector_without_usable_pixel_gets_an_empty_mask_saying_why(
         hdul["DET12.SCI"].data[:] = np.nan
         hdul["DET13.DQ"].data[:] = 1  # INVALID everywhere
     out = tmp_path / "pred"
-    with caplog.at_level(logging.WARNING, logger="slewdark.predict"):
+    with caplog.at_level(logging.WARNING, logger="slewdark.inference.predict"):
         status = main(
             ["predict", str(exposure), "--out", str(out), "--model", str(tiny_model), "--device", "cpu"]
         )

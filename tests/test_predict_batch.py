@@ -25,11 +25,11 @@ import torch
 from astropy.io import fits
 from distributed import Client
 
-from slewdark.batch import cluster_client, predict_on_cluster
 from slewdark.cli import main
+from slewdark.inference.batch import cluster_client, predict_on_cluster
+from slewdark.inference.manifest import MANIFEST_NAME
+from slewdark.inference.predict import PredictOptions, PredictReport, load_unet, predict_files
 from slewdark.io.fits import file_sha256
-from slewdark.manifest import MANIFEST_NAME
-from slewdark.predict import PredictOptions, PredictReport, load_unet, predict_files
 from test_predict import save_tiny_model, write_exposure
 
 OPTIONS = PredictOptions(num_threads=1)

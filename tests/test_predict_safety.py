@@ -76,7 +76,7 @@ def test_the_next_run_removes_what_a_killed_run_left_and_nothing_else(
     [left] = temporaries(out)
     running = out / f".other.mask.fits.{os.getpid()}.abc123.tmp"  # a run still writing (this process)
     running.write_bytes(b"partial")
-    with caplog.at_level(logging.WARNING, logger="slewdark.predict"):
+    with caplog.at_level(logging.WARNING, logger="slewdark.inference.predict"):
         status = main(
             ["predict", str(exposure_path), "--out", str(out), "--model", str(model), "--device", "cpu"]
         )

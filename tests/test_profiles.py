@@ -9,7 +9,7 @@ import yaml
 
 from slewdark.config import load_params, set_dotted
 from slewdark.errors import ParamsError
-from slewdark.profiles import dvc_set_args
+from slewdark.ops.profiles import dvc_set_args
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,18 +12,12 @@ from astropy.io import fits
 from scipy import ndimage
 
 from slewdark.config import Params
+from slewdark.core.patch_grid import cut_patches
 from slewdark.errors import SlewdarkError
-from slewdark.label import run_label
-from slewdark.patches import cut_patches
-from slewdark.pseudomask import (
-    output_path,
-    patch_labels,
-    patch_products,
-    read_pseudo_mask,
-    reassemble,
-    run_pseudomask,
-)
-from slewdark.pseudomask_quality import label_quality, run_quality
+from slewdark.io.pseudomasks import pseudo_mask_path, read_pseudo_mask
+from slewdark.stages.label import run_label
+from slewdark.stages.pseudomask import patch_labels, patch_products, reassemble, run_pseudomask
+from slewdark.stages.pseudomask_quality import label_quality, run_quality
 from test_label import N_PER_CLUSTER, PERSISTENT_ROWS, SIZE, make_world
 
 
@@ -77,7 +71,7 @@ def test_pseudomask_product_and_quality(world: Params) -> None:
     run_label(world)
     stats = run_pseudomask(world)
     assert stats["exposures"] == 1 and stats["persistence_patches"] == N_PER_CLUSTER
-    path = output_path(world.pseudomask.out, "e0")
+    path = pseudo_mask_path(world.pseudomask.out, "e0")
     with fits.open(path) as hdul:
         assert [h.name for h in hdul[1:]] == ["DET11.MASK", "DET11.WEIGHT"]
         mask = hdul["DET11.MASK"].data

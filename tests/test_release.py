@@ -41,11 +41,11 @@ from pathlib import Path
 
 import torch
 
+from slewdark.core.normalisation import Normalisation
+from slewdark.core.scaling import Scaling
+from slewdark.models.checkpoint import UnetModel, checkpoint_payload
 from slewdark.models.unet import build_unet
-from slewdark.predict import UnetModel, checkpoint_payload
-from slewdark.tracking import CHECKPOINT_ARTIFACT, stage_run
-from slewdark.scaling import Scaling
-from slewdark.unet_input import Normalisation
+from slewdark.ops.tracking import CHECKPOINT_ARTIFACT, stage_run
 
 ARCH = {ARCH!r}
 torch.manual_seed(0)

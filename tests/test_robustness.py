@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from slewdark.cli import main
-from slewdark.robustness import REPORTED
+from slewdark.stages.robustness import REPORTED
 from test_evaluate import REPO, write_tiny_model
 
 SETS = {"nominal": {}, "cosmic_rays_x3": {"cosmic_rays.rate_factor": [3.0, 3.0]}}

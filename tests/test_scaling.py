@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slewdark.scaling import Scaling, noise_sigma, remove_background, scale_detector
+from slewdark.core.scaling import Scaling, noise_sigma, remove_background, scale_detector
 
 SCALING = Scaling(background="channel_row_block", block=34, softening=3.0, low_sigma=-4.0, high_sigma=100.0)
 SHAPE = (680, 680)

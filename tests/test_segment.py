@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from slewdark.segment import (
+from slewdark.core.segment import (
     connected_components,
     high_contrast,
     keep_regions_touching,

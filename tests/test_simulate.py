@@ -14,7 +14,8 @@ from scipy import ndimage
 from slewdark.cli import main
 from slewdark.config import load_params
 from slewdark.errors import ParamsError
-from slewdark.io.fits import read_detector, read_info, read_truth, truth_file
+from slewdark.evaluation.truth import read_truth, truth_file
+from slewdark.io.fits import read_detector, read_info
 from slewdark.simulate import dataset
 from slewdark.simulate.dataset import (
     SATUR_BIT,

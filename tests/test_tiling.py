@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slewdark.tiling import TileBlender, axis_starts, blend_window, iter_tile_batches, tile_origins
+from slewdark.core.tiling import TileBlender, axis_starts, blend_window, iter_tile_batches, tile_origins
 
 
 @pytest.mark.parametrize(("tile", "overlap"), [(1040, 32), (512, 64), (2040, 0), (96, 16)])

@@ -1,4 +1,4 @@
-"""MLflow is reached through slewdark.tracking, against a real SQLite store."""
+"""MLflow is reached through slewdark.ops.tracking, against a real SQLite store."""
 
 from pathlib import Path
 
@@ -6,7 +6,8 @@ import mlflow
 import pytest
 import yaml
 
-from slewdark import lineage, tracking
+from slewdark import revision
+from slewdark.ops import lineage, tracking
 
 
 @pytest.fixture
@@ -79,12 +80,12 @@ def test_git_revision_is_dirty_for_code_changes_but_not_for_pipeline_products(tm
         (tmp_path / name).write_text("a\n")
     git("add", "-A")
     git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", "one")
-    head = tracking.git_revision(tmp_path)
+    head = revision.git_revision(tmp_path)
     assert len(head) == 40
     (tmp_path / "dvc.lock").write_text("b\n")
     (tmp_path / "metrics" / "eval.json").write_text("b\n")
-    assert tracking.git_revision(tmp_path) == head
-    assert tracking.git_revision(tmp_path / "metrics") == head  # from a sub-folder too
+    assert revision.git_revision(tmp_path) == head
+    assert revision.git_revision(tmp_path / "metrics") == head  # from a sub-folder too
     (tmp_path / "params.yaml").write_text("b\n")
-    assert tracking.git_revision(tmp_path) == f"{head}-dirty"
-    assert tracking.git_revision(tmp_path / "metrics") == f"{head}-dirty"
+    assert revision.git_revision(tmp_path) == f"{head}-dirty"
+    assert revision.git_revision(tmp_path / "metrics") == f"{head}-dirty"

@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from slewdark.config import load_params
-from slewdark.patch_data import reconstruction_error
-from slewdark.train_ae import (
+from slewdark.stages.train_ae import (
     AeHyper,
     _requeue_interrupted,
     load_train_data,
     run_train_ae,
     train_autoencoder,
 )
-from slewdark.training import EpochRecord, FitConfig
+from slewdark.training.fit import EpochRecord, FitConfig
+from slewdark.training.patch_data import reconstruction_error
 
 REPO = Path(__file__).resolve().parents[1]
 HYPER = AeHyper(arch="seed", widths=(4, 8, 8), latent_dim=8, loss="mse", lr=3e-3, batch_size=16)

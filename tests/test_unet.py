@@ -12,9 +12,9 @@ import torch
 from astropy.io import fits
 
 from slewdark.config import load_params
-from slewdark.predict import load_unet
-from slewdark.train_unet import run_train_unet, split_exposures, weighted_loss
-from slewdark.unet_data import augment, blank_previous
+from slewdark.inference.predict import load_unet
+from slewdark.stages.train_unet import run_train_unet, split_exposures, weighted_loss
+from slewdark.training.unet_data import augment, blank_previous
 
 REPO = Path(__file__).resolve().parents[1]
 SIDE = 2040

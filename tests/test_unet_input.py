@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from slewdark.core.normalisation import BrightVeto, Normalisation
+from slewdark.core.scaling import Scaling, scale_detector
+from slewdark.inference.unet_input import detector_input
 from slewdark.io.fits import read_detector, read_info
-from slewdark.scaling import Scaling, scale_detector
-from slewdark.unet_input import BrightVeto, Normalisation, detector_input, optional_previous_exposure
+from slewdark.io.previous import optional_previous_exposure
 
 SIDE = 2040
 NORMALISATION = Normalisation(Scaling("channel_row_block", 34, 3.0, -4.0, 100.0), 1e5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slewdark.config import load_params
-from slewdark.unet_variants import masks_for, outputs_for
+from slewdark.training.variants import masks_for, outputs_for
 
 REPO = Path(__file__).resolve().parents[1]
 

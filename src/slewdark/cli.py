@@ -25,7 +25,7 @@ from slewdark.config import DEFAULT_PARAMS, Params, load_params
 from slewdark.errors import SlewdarkError, Terminated
 
 if TYPE_CHECKING:
-    from slewdark.predict import PredictOptions, PredictReport
+    from slewdark.inference.predict import PredictOptions, PredictReport
 
 log = logging.getLogger("slewdark")
 
@@ -61,7 +61,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from slewdark.simulate.dataset import simulate_dataset
+    from slewdark.stages.simulate import run_simulate
 
     section = args.set
     params = _params(
@@ -74,11 +74,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
             f"{section}.seed": args.seed,
         },
     )
-    config = params.simulate if section == "simulate" else params.heldout_simulation()
-    if args.out and not args.truth_out:
-        config = config.model_copy(update={"truth_out": None})  # the data contract's companion layout
-    written = simulate_dataset(config)
-    log.info("wrote %d exposures to %s", len(written), config.out)
+    run_simulate(params, section, companion_truth=bool(args.out and not args.truth_out))
     return 0
 
 
@@ -94,7 +90,7 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    from slewdark.inspection import format_report
+    from slewdark.ops.inspection import format_report
 
     failed = 0
     for path in args.files:
@@ -120,7 +116,7 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_show(args: argparse.Namespace) -> int:
-    from slewdark.quicklook import show_exposure
+    from slewdark.ops.quicklook import show_exposure
 
     if args.binning < 1:
         raise SlewdarkError(f"--binning must be a positive integer, got {args.binning}")
@@ -143,7 +139,7 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
 def _run_profile(args: argparse.Namespace) -> int:
     import shlex
 
-    from slewdark.profiles import dvc_set_args
+    from slewdark.ops.profiles import dvc_set_args
 
     print(shlex.join(dvc_set_args(args.name, args.params or DEFAULT_PARAMS)))
     return 0
@@ -166,7 +162,7 @@ def _add_release(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_release(args: argparse.Namespace) -> int:
-    from slewdark.release import release, summary
+    from slewdark.ops.release import release, summary
 
     params = _params(args)
     published = release(
@@ -197,8 +193,9 @@ def _add_patches(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_patches(args: argparse.Namespace) -> int:
-    from slewdark.patches import BackgroundOptions, PatchOptions, build_patches, exposure_files
-    from slewdark.scaling import Scaling
+    from slewdark.core.scaling import Scaling
+    from slewdark.io.exposures import exposure_files
+    from slewdark.stages.patches import BackgroundOptions, PatchOptions, build_patches
 
     params = _params(args, {"data.train": args.raw, "patches.out": args.out, "patches.size": args.size})
     cfg = params.patches
@@ -227,7 +224,7 @@ def _add_patch_truth(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_patch_truth(args: argparse.Namespace) -> int:
-    from slewdark.truth import build_patch_truth
+    from slewdark.stages.patch_truth import build_patch_truth
 
     params = _params(args)
     cfg = params.patch_truth
@@ -246,7 +243,7 @@ def _add_train_ae(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train_ae(args: argparse.Namespace) -> int:
-    from slewdark.train_ae import run_train_ae
+    from slewdark.stages.train_ae import run_train_ae
 
     params = _params(
         args, {"optuna.n_trials": args.n_trials, "ae.epochs": args.epochs, "device": args.device}
@@ -264,7 +261,7 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_embed(args: argparse.Namespace) -> int:
-    from slewdark.embed import run_embed
+    from slewdark.stages.embed import run_embed
 
     params = _params(args, {"device": args.device})
     summary = run_embed(params.patches.out, params.ae.model, params.embed, params.device, params.tracking)
@@ -287,7 +284,7 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_cluster(args: argparse.Namespace) -> int:
-    from slewdark.cluster import run_cluster
+    from slewdark.stages.cluster import run_cluster
 
     metrics = run_cluster(_params(args, {"cluster.mode": args.mode}))
     counts = (metrics["n_clusters"], metrics["n_groups"], metrics["mode"])
@@ -304,7 +301,7 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_classify(args: argparse.Namespace) -> int:
-    from slewdark.cluster import classify_patches
+    from slewdark.stages.cluster import classify_patches
 
     params = _params(args)
     models = args.models or str(Path(params.cluster.out) / "models")
@@ -326,7 +323,7 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_label(args: argparse.Namespace) -> int:
-    from slewdark.label import run_label
+    from slewdark.stages.label import run_label
 
     params = _params(args)
     summary = run_label(params)
@@ -346,7 +343,7 @@ def _add_pseudomask(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_pseudomask(args: argparse.Namespace) -> int:
-    from slewdark.pseudomask import run_pseudomask
+    from slewdark.stages.pseudomask import run_pseudomask
 
     params = _params(args, {"pseudomask.rule": args.rule, "pseudomask.out": args.out})
     stats = run_pseudomask(params)
@@ -359,7 +356,7 @@ def _add_pseudomask_quality(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_pseudomask_quality(args: argparse.Namespace) -> int:
-    from slewdark.pseudomask_quality import run_quality
+    from slewdark.stages.pseudomask_quality import run_quality
 
     params = _params(args)
     metrics = run_quality(params)
@@ -375,7 +372,7 @@ def _add_heuristic_masks(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_heuristic_masks(args: argparse.Namespace) -> int:
-    from slewdark.heuristic import run_heuristic_masks
+    from slewdark.stages.heuristic_masks import run_heuristic_masks
 
     params = _params(args)
     run_heuristic_masks(params, args.out or params.ablation.heuristic_masks)
@@ -406,7 +403,7 @@ def _add_train_unet(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train_unet(args: argparse.Namespace) -> int:
-    from slewdark.train_unet import run_train_unet
+    from slewdark.stages.train_unet import run_train_unet
 
     params = _params(args, {"unet.epochs": args.epochs, "device": args.device})
     log.info("wrote %s", run_train_unet(params, args.labels))
@@ -464,7 +461,7 @@ class _PredictSetup:
 
 def _predict_setup(args: argparse.Namespace) -> _PredictSetup:
     """Settings of ``predict``: params.yaml only when ``--params`` names it or the current folder has it."""
-    from slewdark.predict import PredictOptions, default_model, default_tracking_uri
+    from slewdark.inference.predict import PredictOptions, default_model, default_tracking_uri
 
     if args.params is None and not DEFAULT_PARAMS.is_file():
         return _PredictSetup(
@@ -486,10 +483,10 @@ def _predict_setup(args: argparse.Namespace) -> _PredictSetup:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from slewdark.manifest import MANIFEST_NAME
-    from slewdark.patches import exposure_files
-    from slewdark.predict import load_unet, plan_outputs, predict_files
-    from slewdark.training import resolve_device
+    from slewdark.inference.manifest import MANIFEST_NAME
+    from slewdark.inference.predict import load_unet, plan_outputs, predict_files
+    from slewdark.io.exposures import exposure_files
+    from slewdark.models.device import resolve_device
 
     inputs = [f for path in args.inputs for f in (exposure_files(path) if path.is_dir() else [path])]
     if not inputs:
@@ -516,9 +513,9 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 def _predict_on_cluster(inputs: list[Path], args: argparse.Namespace, setup: _PredictSetup) -> PredictReport:
     """``predict --workers N`` or ``--scheduler ADDRESS``: the batch on Dask (imported only here)."""
-    from slewdark.batch import cluster_client, predict_on_cluster, threads_per_worker
-    from slewdark.predict import load_unet
-    from slewdark.training import resolve_device
+    from slewdark.inference.batch import cluster_client, predict_on_cluster, threads_per_worker
+    from slewdark.inference.predict import load_unet
+    from slewdark.models.device import resolve_device
 
     options = setup.options
     if args.workers is not None and options.num_threads == 0:
@@ -541,7 +538,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from slewdark.evaluate import run_evaluate
+    from slewdark.stages.evaluate import run_evaluate
 
     params = _params(args, {"device": args.device})
     run_evaluate(params)
@@ -560,7 +557,7 @@ def _add_simulate_stress(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_simulate_stress(args: argparse.Namespace) -> int:
-    from slewdark.simulate.stress import run_simulate_stress
+    from slewdark.stages.simulate_stress import run_simulate_stress
 
     params = _params(args)
     written = run_simulate_stress(params)
@@ -574,7 +571,7 @@ def _add_robustness(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_robustness(args: argparse.Namespace) -> int:
-    from slewdark.robustness import run_robustness
+    from slewdark.stages.robustness import run_robustness
 
     params = _params(args, {"device": args.device})
     run_robustness(params)

@@ -358,7 +358,7 @@ class PatchesParams(Section):
 
 
 class ScalingParams(Section):
-    """Every network input in noise units (:mod:`slewdark.scaling`); stored in the UNet checkpoint."""
+    """Every network input in noise units (:mod:`slewdark.core.scaling`); stored in the UNet checkpoint."""
 
     background: Literal["none", "channel", "channel_row", "channel_row_block"] = Field(
         description="background terms removed: output-channel, row and 2-D block medians"
@@ -430,7 +430,7 @@ class EmbedParams(Section):
 
 
 class UnetAugmentParams(Section):
-    """Augmentations of the UNet training tiles (see :mod:`slewdark.unet_data`)."""
+    """Augmentations of the UNet training tiles (see :mod:`slewdark.training.unet_data`)."""
 
     horizontal_flip: bool = Field(description="x mirror: tilt +4 <-> -4")
     vertical_flip: bool = Field(description="y mirror: RGS000-like <-> RGS180-like traces")
@@ -608,7 +608,7 @@ class LabelParams(Section):
 
 
 class SegmentParams(Section):
-    """The study's segmentation of a persistence patch (:mod:`slewdark.segment`)."""
+    """The study's segmentation of a persistence patch (:mod:`slewdark.core.segment`)."""
 
     smooth_sigma: float = Field(ge=0, description="px: Gaussian smoothing before the threshold; 0 = none")
     threshold_sigma: float = Field(ge=0, description="std devs above the mean; 0 = the study's mean")

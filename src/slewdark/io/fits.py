@@ -30,12 +30,10 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
+from slewdark.core.instrument import ACTIVE_SIZE, FULL_SIZE, REFERENCE_BORDER
 from slewdark.errors import ContractError
 from slewdark.io.atomic import atomic_path
 
-ACTIVE = 2040
-FULL = 2048
-BORDER = (FULL - ACTIVE) // 2
 SCI_NAME = re.compile(r"^DET([1-4][1-4])\.SCI$")
 DETECTOR_NAME = re.compile(r"^DET[1-4][1-4]\.")
 EXPOSURE_SUFFIXES = (".fits.gz", ".fit.gz", ".fits", ".fit", ".fts")
@@ -106,16 +104,6 @@ class DetectorImage:
 
 
 @dataclass(frozen=True)
-class Truth:
-    """Simulator truth of one detector (evaluation only); ``snow`` is all False without ``DETxy.SNOW``."""
-
-    pers: np.ndarray
-    cr: np.ndarray
-    hot: np.ndarray
-    snow: np.ndarray
-
-
-@dataclass(frozen=True)
 class MaskLayers:
     """The layers of one detector in a ``<stem>.mask.fits`` product.
 
@@ -152,7 +140,7 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _open(path: Path) -> fits.HDUList:
+def open_fits(path: Path) -> fits.HDUList:
     """Open a FITS file lazily and load every header, or raise a ContractError."""
     if not path.is_file():
         raise ContractError(path, "no such file")
@@ -232,7 +220,7 @@ def _detector_hdus(path: Path, hdul: fits.HDUList) -> dict[str, int]:
         if not match:
             continue
         shape = _header_shape(hdu.header)
-        if shape not in ((ACTIVE, ACTIVE), (FULL, FULL)):
+        if shape not in ((ACTIVE_SIZE, ACTIVE_SIZE), (FULL_SIZE, FULL_SIZE)):
             raise ContractError(
                 path, f"{hdu.name}: shape {shape} is not 2040x2040 (active) or 2048x2048 (with border)"
             )
@@ -281,7 +269,7 @@ def read_info(path: str | Path) -> ExposureInfo:
         detector has the wrong shape or a non-numeric keyword.
     """
     path = Path(path)
-    with _open(path) as hdul:
+    with open_fits(path) as hdul:
         header = hdul[0].header.copy()
         detectors = tuple(_detector_hdus(path, hdul))
     return ExposureInfo(
@@ -298,10 +286,10 @@ def read_info(path: str | Path) -> ExposureInfo:
     )
 
 
-def _active(data: np.ndarray) -> np.ndarray:
+def active_pixels(data: np.ndarray) -> np.ndarray:
     """Strip the 4-pixel reference border of a 2048x2048 array."""
-    if data.shape == (FULL, FULL):
-        return data[BORDER:-BORDER, BORDER:-BORDER]
+    if data.shape == (FULL_SIZE, FULL_SIZE):
+        return data[REFERENCE_BORDER:-REFERENCE_BORDER, REFERENCE_BORDER:-REFERENCE_BORDER]
     return data
 
 
@@ -353,16 +341,16 @@ def _load_detector(path: Path, hdul: fits.HDUList, detector: str, index: int, ex
     raw = _take_data(path, sci)
     if raw is None or not np.issubdtype(raw.dtype, np.number):
         raise ContractError(path, f"{name}: no numeric image data")
-    data = _active(_to_electrons(raw, sci.header, exptime, path, name))
+    data = active_pixels(_to_electrons(raw, sci.header, exptime, path, name))
     headers = [hdul[0].header]
     dq = None
     dq_name = f"DET{detector}.DQ"
     if dq_name in hdul:
         dq_hdu = hdul[dq_name]
         dq_data = _take_data(path, dq_hdu)
-        if dq_data is None or dq_data.shape not in ((ACTIVE, ACTIVE), (FULL, FULL)):
+        if dq_data is None or dq_data.shape not in ((ACTIVE_SIZE, ACTIVE_SIZE), (FULL_SIZE, FULL_SIZE)):
             raise ContractError(path, f"{dq_name}: shape does not match {name}")
-        dq = _active(dq_data).astype(np.uint32)
+        dq = active_pixels(dq_data).astype(np.uint32)
         headers.insert(0, dq_hdu.header)
     finite = np.isfinite(data)
     usable = finite.copy()
@@ -420,55 +408,6 @@ def iter_detectors(path: str | Path, detectors: Iterable[str] | None = None) -> 
 def read_detector(path: str | Path, detector: str) -> DetectorImage:
     """Read one detector of an exposure (see :func:`iter_detectors`)."""
     return next(iter_detectors(path, [detector]))
-
-
-def truth_file(exposure: str | Path, truth_dir: str | Path | None = None) -> Path:
-    """Where the simulator's ``<stem>.truth.fits`` of an exposure lies (evaluation only).
-
-    Parameters
-    ----------
-    exposure
-        The slew dark ``<stem>.fits``.
-    truth_dir
-        Folder of the truth files (``data.train_truth``, ``simulate.truth_out``, ...);
-        None: beside the exposure, the data contract's companion layout.
-
-    Returns
-    -------
-    Path
-        ``truth_dir/<stem>.truth.fits``, or ``<stem>.truth.fits`` beside the exposure.
-    """
-    path = Path(exposure)
-    name = path.name.removesuffix(".fits") + ".truth.fits"
-    return path.with_name(name) if truth_dir is None else Path(truth_dir) / name
-
-
-def read_truth(path: str | Path, detector: str) -> Truth:
-    """Read one detector of a simulator ``<stem>.truth.fits`` (evaluation only).
-
-    The snowball layer ``DETxy.SNOW`` is optional (all False when absent).
-
-    Raises
-    ------
-    ContractError
-        If the file or one of ``DETxy.PERS``, ``DETxy.CR``, ``DETxy.HOT`` is missing.
-    """
-    path = Path(path)
-    with _open(path) as hdul:
-        layers = {}
-        for layer in ("PERS", "CR", "HOT"):
-            name = f"DET{detector}.{layer}"
-            if name not in hdul:
-                raise ContractError(path, f"no {name} extension")
-            layers[layer] = _active(np.asarray(hdul[name].data))
-        snow_name = f"DET{detector}.SNOW"
-        snow = _active(np.asarray(hdul[snow_name].data)) if snow_name in hdul else None
-    return Truth(
-        pers=layers["PERS"].astype(np.float32),
-        cr=layers["CR"].astype(bool),
-        hot=layers["HOT"].astype(bool),
-        snow=np.zeros(layers["PERS"].shape, bool) if snow is None else snow.astype(bool),
-    )
 
 
 @contextlib.contextmanager
@@ -548,3 +487,33 @@ def write_mask_product(
     """
     hdus = (hdu for layers in detectors for hdu in mask_hdus(layers, with_dq))
     write_fits_atomic(path, primary_header, hdus)
+
+
+def read_mask_product(path: Path, detector: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """``DETxy.MASK`` (as bool) and ``DETxy.PROB`` (or None) of a ``<stem>.mask.fits``.
+
+    Raises
+    ------
+    ContractError
+        When the file or the detector's mask is missing or malformed.
+    """
+    if not path.is_file():
+        raise ContractError(path, "no such mask product (run `slewdark predict` on the held-out set)")
+    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+        names = {hdu.name for hdu in hdul}
+        mask_name, prob_name = f"DET{detector}.MASK", f"DET{detector}.PROB"
+        if mask_name not in names:
+            raise ContractError(path, f"no {mask_name} extension")
+        mask = np.asarray(hdul[mask_name].data) > 0
+        prob = np.asarray(hdul[prob_name].data, dtype=np.float32) if prob_name in names else None
+    if prob is not None and prob.shape != mask.shape:
+        raise ContractError(path, f"{prob_name} shape {prob.shape} differs from {mask_name} {mask.shape}")
+    return mask, prob
+
+
+PRODUCT_SUFFIX = ".mask.fits"
+
+
+def mask_product_path(path: Path, out_dir: Path) -> Path:
+    """``DIR/<stem>.mask.fits`` of an input ``<stem>.fits`` (or ``.fit``, ``.fits.gz``, any case)."""
+    return out_dir / f"{exposure_stem(path)}{PRODUCT_SUFFIX}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import pdist
 
-from slewdark.background import remove_background
+from slewdark.core.background import remove_background
 
 
 def pairwise_distances(patches: np.ndarray) -> np.ndarray:
@@ -57,7 +57,7 @@ def remove_patch_backgrounds(
     patches, usable
         (n, P, P) patches in [0, 1] and their usable-pixel masks.
     threshold, mad_factor, min_neighbor
-        As in :func:`slewdark.background.remove_background`.
+        As in :func:`slewdark.core.background.remove_background`.
 
     Returns
     -------

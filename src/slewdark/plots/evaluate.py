@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-
-from slewdark.io.atomic import atomic_path
 
 
 def plot_pr(
@@ -75,9 +72,3 @@ def plot_recall_amplitude(labels: Sequence[str], recalls: Mapping[str, np.ndarra
     ax.legend(fontsize="small")
     figure.tight_layout()
     return figure
-
-
-def save_figure(figure: Figure, path: str | Path) -> None:
-    """Save a figure as PNG atomically."""
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)

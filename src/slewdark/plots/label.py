@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from slewdark.latent.sampling import sample_rows
-from slewdark.plots.evaluate import save_figure
+from slewdark.plots.figures import save_figure
 
 
 def patch_strip(patches: np.ndarray, gap: int = 2) -> np.ndarray:

@@ -7,12 +7,8 @@ enters (the ``embed`` stage does not depend on it).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from matplotlib.figure import Figure
-
-from slewdark.io.atomic import atomic_path
 
 SPLIT_ORDER = ("train", "val", "test")
 
@@ -45,9 +41,3 @@ def plot_recon_loss(recon_loss: np.ndarray, splits: np.ndarray) -> Figure:
     ax.legend(fontsize="small")
     figure.tight_layout()
     return figure
-
-
-def save_figure(figure: Figure, path: str | Path) -> None:
-    """Save a figure as PNG atomically."""
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)

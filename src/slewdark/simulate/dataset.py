@@ -31,9 +31,10 @@ from tqdm import tqdm
 
 from slewdark import __version__
 from slewdark.config import SimulateParams
-from slewdark.io.fits import fits_writer, truth_file
+from slewdark.core.instrument import ACTIVE_SIZE, REFERENCE_BORDER, is_spectroscopic
+from slewdark.io.companions import companion_path
+from slewdark.io.fits import fits_writer
 from slewdark.simulate.detector import (
-    BORDER,
     ReadoutLevels,
     cosmic_rays,
     hot_pixels,
@@ -43,11 +44,11 @@ from slewdark.simulate.detector import (
 )
 from slewdark.simulate.persistence import persistence_signal, trap_factor
 from slewdark.simulate.render import orient
-from slewdark.simulate.sky import exposure_time, is_spectroscopic, previous_fluence
+from slewdark.simulate.sky import exposure_time, previous_fluence
 
 log = logging.getLogger(__name__)
 
-SHAPE = (2040, 2040)
+SHAPE = (ACTIVE_SIZE, ACTIVE_SIZE)
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 CADENCE_S = 3600.0
 STREAM = {
@@ -260,9 +261,12 @@ def observe_previous(
     collected = cosmic
     collected[lit] += rng.poisson(fluence[lit])
     saturated = collected >= cfg.detector.full_well
-    full = (SHAPE[0] + 2 * BORDER, SHAPE[1] + 2 * BORDER)
+    full = (SHAPE[0] + 2 * REFERENCE_BORDER, SHAPE[1] + 2 * REFERENCE_BORDER)
     science = rng.standard_normal(full, dtype=np.float32) * np.float32(cfg.detector.read_noise)
-    inner = (slice(BORDER, BORDER + SHAPE[0]), slice(BORDER, BORDER + SHAPE[1]))
+    inner = (
+        slice(REFERENCE_BORDER, REFERENCE_BORDER + SHAPE[0]),
+        slice(REFERENCE_BORDER, REFERENCE_BORDER + SHAPE[1]),
+    )
     science[inner] += collected
     science[inner][saturated] = np.nan if plan.nan_saturated else cfg.detector.full_well
     dq = np.zeros(full, dtype=np.uint32)
@@ -488,4 +492,4 @@ def simulate_dataset(cfg: SimulateParams) -> list[Path]:
 
 def exposure_files(path: Path, truth_dir: Path | None) -> tuple[Path, Path, Path]:
     """A slew dark, its ``.prev.fits`` beside it and its ``.truth.fits`` (in ``truth_dir``, or beside)."""
-    return path, path.with_name(path.name.removesuffix(".fits") + ".prev.fits"), truth_file(path, truth_dir)
+    return path, companion_path(path, "prev"), companion_path(path, "truth", truth_dir)

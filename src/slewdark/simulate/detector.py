@@ -15,9 +15,9 @@ import numpy as np
 from scipy import special
 
 from slewdark.config import MAX_HOT_FRACTION, CosmicRaySim, DetectorSim, HotPixelSim
+from slewdark.core.instrument import REFERENCE_BORDER
 from slewdark.simulate.render import blur, line_points, splat
 
-BORDER = 4
 CDF_BINS = 4096
 """Table size of the inverse Poisson CDF."""
 GLOW_FLOOR = 1e-2
@@ -216,7 +216,7 @@ def readout(
 
     The noise is drawn on the full 2048x2048 frame, fixed to the detector: output
     channels of ``2048 / n_output_channels`` columns with their own offsets, and
-    row-correlated noise on the light-sensitive pixels. The ``BORDER`` reference
+    row-correlated noise on the light-sensitive pixels. The ``REFERENCE_BORDER`` reference
     pixels see no light, only read noise and the channel offsets.
 
     Parameters
@@ -240,9 +240,15 @@ def readout(
     rows, cols = charge.shape
     active = np.minimum(ipc(charge, cfg.ipc), cfg.full_well)
     add_glow(active, levels.amp_glow, cfg.amp_glow_scale)
-    full = (rows + 2 * BORDER, cols + 2 * BORDER)
+    full = (rows + 2 * REFERENCE_BORDER, cols + 2 * REFERENCE_BORDER)
     signal = rng.standard_normal(full, dtype=np.float32) * np.float32(cfg.read_noise)
     signal += channel_offsets(full[1], cfg.n_output_channels, levels.channel_offset_sigma, rng)[None, :]
-    inner = (slice(BORDER, BORDER + rows), slice(BORDER, BORDER + cols))
-    signal[inner] += active + row_noise(full[0], levels.row_noise_sigma, rng)[BORDER : BORDER + rows, None]
+    inner = (
+        slice(REFERENCE_BORDER, REFERENCE_BORDER + rows),
+        slice(REFERENCE_BORDER, REFERENCE_BORDER + cols),
+    )
+    signal[inner] += (
+        active
+        + row_noise(full[0], levels.row_noise_sigma, rng)[REFERENCE_BORDER : REFERENCE_BORDER + rows, None]
+    )
     return (signal if frame == full[0] else signal[inner]).astype(np.float32)

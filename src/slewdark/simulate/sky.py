@@ -22,29 +22,14 @@ from __future__ import annotations
 import numpy as np
 
 from slewdark.config import SkySim
+from slewdark.core.instrument import DISPERSION_ANGLE, is_spectroscopic
 from slewdark.simulate.render import blur, gaussian_spots, line_points, splat
 
-DISPERSION_ANGLE = {"RGS000": 90.0, "RGS180": 270.0, "BGS000": 90.0}
-"""Dispersion direction of each grism on the detector, degrees from +x (columns).
-
-RGS000 and RGS180 disperse in opposite directions; the blue grism like RGS000."""
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 SPECTRUM_CENTRE, SPECTRUM_WIDTH = 0.55, 0.28
 BRIGHTEST_CLIP = 10.0
 TRACE_STEP = 1.0
 """Pixels between the points of a trace; the blur across it (trace_width) smooths them."""
-
-
-def is_spectroscopic(kind: str) -> bool:
-    """True for a grism (RGS000, RGS180, BGS000), False for a filter (Y, J, H)."""
-    return kind in DISPERSION_ANGLE
-
-
-def previous_kind(prev_gwa: str | None) -> str:
-    """``grism``, ``photometric`` or ``unknown``: a slew dark's previous exposure, from ``PREVGWA``."""
-    if prev_gwa is None:
-        return "unknown"
-    return "grism" if is_spectroscopic(prev_gwa) else "photometric"
 
 
 def exposure_time(kind: str, cfg: SkySim) -> float:

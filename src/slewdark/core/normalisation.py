@@ -1,0 +1,78 @@
+"""How a detector becomes network input: the stored normalisation and the bright-pixel veto."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from slewdark.core.scaling import Scaling
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """How detectors become network input.
+
+    Attributes
+    ----------
+    scaling
+        The slew dark's noise scaling.
+    prev_full_scale
+        Previous-exposure fluence (e-) mapped to 1 (second channel only).
+    """
+
+    scaling: Scaling
+    prev_full_scale: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, as stored in the checkpoint."""
+        return {"scaling": self.scaling.to_dict(), "prev_full_scale": self.prev_full_scale}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Normalisation:
+        """From the checkpoint's ``normalisation`` entry."""
+        return cls(Scaling.from_dict(values["scaling"]), float(values["prev_full_scale"]))
+
+
+@dataclass(frozen=True)
+class BrightVeto:
+    """Pixels too bright to be persistence, removed from the mask after the threshold.
+
+    Persistence is a few to a few tens of electrons per pixel (the Fermi law of
+    Sanchez et al. 2023 gives at most about 30 e- over 300 s starting 30 s after
+    a saturating exposure, a few times that for the densest traps); cosmic rays,
+    snowballs and hot pixels reach hundreds to tens of thousands. A pixel above
+    ``sigma`` noise units, and its neighbours within ``grow`` px (inter-pixel
+    capacitance, charge diffusion), is not flagged, whatever the network says.
+
+    Attributes
+    ----------
+    sigma
+        Noise units (of :mod:`slewdark.core.scaling`) above which a pixel is vetoed.
+    grow
+        px: the vetoed pixels are grown by this (8-connected).
+    """
+
+    sigma: float
+    grow: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, as stored in the checkpoint."""
+        return {"sigma": self.sigma, "grow": self.grow}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> BrightVeto | None:
+        """From the checkpoint's ``veto`` entry (None: no veto, as in older checkpoints)."""
+        return None if values is None else cls(float(values["sigma"]), int(values["grow"]))
+
+    def vetoed(self, image01: np.ndarray, scaling: Scaling) -> np.ndarray:
+        """Boolean map of the vetoed pixels of a scaled slew dark (channel 0 of :func:`detector_input`).
+
+        The squashing is monotonic, so ``z > sigma`` is ``image01 > squash(sigma)``.
+        """
+        bright = image01 > scaling.squash(self.sigma)
+        if self.grow == 0 or not bright.any():
+            return bright
+        return ndimage.binary_dilation(bright, structure=np.ones((3, 3), bool), iterations=self.grow)

@@ -1,0 +1,1 @@
+"""Prediction with a trained UNet: checkpoint loading, tiled inference, batches, manifest."""

@@ -1,0 +1,4 @@
+"""Operations around the pipeline.
+
+Tracking (every MLflow call), lineage, provenance, release, profiles and inspection.
+"""
