@@ -13,8 +13,15 @@ from astropy.io import fits
 
 from slewdark.config import load_params
 from slewdark.inference.predict import load_unet
-from slewdark.stages.train_unet import run_train_unet, split_exposures, weighted_loss
-from slewdark.training.unet_data import augment, blank_previous
+from slewdark.stages.train_unet import (
+    calibrated_threshold,
+    label_f1,
+    label_f1_curve,
+    run_train_unet,
+    split_exposures,
+    weighted_loss,
+)
+from slewdark.training.unet_data import TileSet, augment, blank_previous
 
 REPO = Path(__file__).resolve().parents[1]
 SIDE = 2040
@@ -169,8 +176,31 @@ def test_truth_labels_train_the_ceiling_without_registering(tiny_setup: object) 
     assert path == Path("models/unet_truth.pt") and not Path("models/unet.pt").exists()
     unet = load_unet(path, torch.device("cpu"))
     assert unet.registered_version is None
-    assert json.loads(Path("metrics/unet_truth.json").read_text())["labels"] == "truth"
+    metrics = json.loads(Path("metrics/unet_truth.json").read_text())
+    assert metrics["labels"] == "truth"
+    assert unet.threshold == metrics["threshold"] and 0.0 < unet.threshold < 1.0  # calibrated on validation
     assert mlflow.MlflowClient().search_registered_models() == []
+
+
+class InputAsProbability(torch.nn.Module):
+    """A stand-in network whose probability is its first input channel (logit of it)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.logit(x[:, :1].clamp(1e-6, 1 - 1e-6))
+
+
+def test_the_calibrated_threshold_is_the_best_validation_f1_and_ignores_unweighted_pixels() -> None:
+    prob = np.array([[0.9, 0.7, 0.33, 0.33, 0.2, 0.1, 0.1, 0.9]], dtype=np.float32).reshape(1, 1, 1, 8)
+    labels = np.array([[1, 1, 1, 1, 0, 0, 0, 0]], dtype=np.uint8).reshape(1, 1, 8)
+    weights = np.ones((1, 1, 8), dtype=np.float32)
+    weights[..., 7] = 0.0  # a confident-looking false positive nobody vouches for
+    tiles = TileSet(np.repeat(prob, 2, axis=1), labels, weights)
+    cpu = torch.device("cpu")
+    threshold, f1 = calibrated_threshold(InputAsProbability(), tiles, grid=19, batch_size=1, device=cpu)
+    assert threshold == pytest.approx(0.25) and f1 == pytest.approx(1.0)
+    assert label_f1(InputAsProbability(), tiles, 0.5, 1, cpu) == pytest.approx(2 * 2 / (2 * 2 + 2))
+    curve = label_f1_curve(InputAsProbability(), tiles, np.array([0.05, 0.95]), 1, cpu)
+    assert curve == pytest.approx([2 * 4 / (2 * 4 + 3), 0.0])
 
 
 def test_previous_channel_is_blanked_for_a_share_of_the_tiles_only() -> None:

@@ -18,10 +18,10 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from slewdark import __version__
-from slewdark.config import DEFAULT_PARAMS, Params, load_params
+from slewdark.config import DEFAULT_PARAMS, Labels, Params, load_params
 from slewdark.errors import SlewdarkError, Terminated
 
 if TYPE_CHECKING:
@@ -392,7 +392,7 @@ def _add_train_unet(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-unet", help="train the segmentation UNet (MLflow run) -> models/unet.pt")
     p.add_argument(
         "--labels",
-        choices=["pseudo", "truth", "heuristic", "cluster"],
+        choices=get_args(Labels),
         default="pseudo",
         help="pseudo: the pseudo-masks (the product, default); truth: the simulator's truth "
         "(the evaluation's supervised ceiling, written to unet.truth_model); heuristic, cluster: "

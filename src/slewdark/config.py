@@ -444,6 +444,19 @@ class UnetInferenceParams(Section):
     overlap: int = Field(ge=0, description="minimum overlap of neighbouring tiles and blending ramp, px")
 
 
+Labels = Literal["pseudo", "truth", "heuristic", "cluster"]
+"""What a UNet learns from: the product's pseudo-masks, the truth (the ceiling), the ablation's masks."""
+
+
+class UnetCalibrateParams(Section):
+    """Which trainings choose their decision threshold on their validation exposures."""
+
+    labels: list[Labels] = Field(
+        description="label sources whose threshold is the best validation F1 against their own labels"
+    )
+    grid: int = Field(ge=1, le=999, description="thresholds tried, evenly spaced inside (0, 1)")
+
+
 class UnetVetoParams(Section):
     """Pixels too bright to be persistence (cosmic rays, snowballs, hot pixels), never flagged."""
 
@@ -486,6 +499,7 @@ class UnetParams(Section):
     min_lr: float = Field(ge=0)
     amp: bool = Field(description="float16 autocast when training on CUDA (ignored on CPU)")
     threshold: float = Field(gt=0, lt=1, description="probability at and above which a pixel is persistence")
+    calibrate: UnetCalibrateParams
     veto: UnetVetoParams
     inference: UnetInferenceParams
     optuna: UnetOptunaParams

@@ -182,21 +182,73 @@ def split_exposures(
     return train, val
 
 
-def label_f1(
-    network: nn.Module, tiles: TileSet, threshold: float, batch_size: int, device: torch.device
-) -> float:
-    """Pixel F1 of the network against the tiles' labels (pixels with positive weight)."""
-    tp = fp = fn = 0
+def label_f1_curve(
+    network: nn.Module, tiles: TileSet, thresholds: np.ndarray, batch_size: int, device: torch.device
+) -> np.ndarray:
+    """Pixel F1 of the network against the tiles' labels (pixels with positive weight), per threshold.
+
+    Parameters
+    ----------
+    network
+        The UNet (put in eval mode here).
+    tiles
+        Tiles with their labels and weights.
+    thresholds
+        Probabilities at and above which a pixel is flagged.
+    batch_size
+        Tiles per forward pass.
+    device
+        Where the network runs.
+
+    Returns
+    -------
+    np.ndarray
+        F1 for every threshold (0 where nothing is labelled or flagged).
+    """
+    counts = np.zeros((len(thresholds), 3), dtype=np.int64)
+    levels = torch.as_tensor(thresholds, dtype=torch.float32)[:, None]
     network.eval()
     with torch.inference_mode():
         for x, y, w in iter_training_batches(tiles, batch_size, seed=None):
-            pred = torch.sigmoid(network(x.to(device))).cpu()[:, 0] >= threshold
             known = w > 0
-            truth = y > 0.5
-            tp += int((pred & truth & known).sum())
-            fp += int((pred & ~truth & known).sum())
-            fn += int((~pred & truth & known).sum())
-    return 2 * tp / max(2 * tp + fp + fn, 1)
+            prob = torch.sigmoid(network(x.to(device))).cpu()[:, 0][known]
+            truth = y[known] > 0.5
+            pred = prob[None, :] >= levels
+            counts[:, 0] += (pred & truth).sum(dim=1).numpy()
+            counts[:, 1] += (pred & ~truth).sum(dim=1).numpy()
+            counts[:, 2] += (~pred & truth).sum(dim=1).numpy()
+    tp, fp, fn = counts.T
+    return 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+
+
+def label_f1(
+    network: nn.Module, tiles: TileSet, threshold: float, batch_size: int, device: torch.device
+) -> float:
+    """Pixel F1 of the network against the tiles' labels at one threshold (:func:`label_f1_curve`)."""
+    return float(label_f1_curve(network, tiles, np.array([threshold]), batch_size, device)[0])
+
+
+def calibrated_threshold(
+    network: nn.Module, tiles: TileSet, grid: int, batch_size: int, device: torch.device
+) -> tuple[float, float]:
+    """The decision threshold with the best F1 against the validation tiles' own labels.
+
+    Parameters
+    ----------
+    network, tiles, batch_size, device
+        As for :func:`label_f1_curve`; ``tiles`` are the validation tiles.
+    grid
+        Thresholds tried, evenly spaced strictly inside (0, 1).
+
+    Returns
+    -------
+    tuple of float
+        The threshold (the lowest of equal best ones) and its F1.
+    """
+    thresholds = np.linspace(0.0, 1.0, grid + 2)[1:-1]
+    f1 = label_f1_curve(network, tiles, thresholds, batch_size, device)
+    best = int(np.argmax(f1))
+    return float(thresholds[best]), float(f1[best])
 
 
 def train_network(
@@ -341,13 +393,20 @@ def run_train_unet(params: Params, labels: Labels = "pseudo") -> Path:
             hyper = _study(unet, params, one_training)
             run.log_params({"best": {"lr": hyper.lr, "loss": hyper.loss}})
         network, history, f1 = one_training(hyper, run)
+        threshold = unet.threshold
+        if labels in unet.calibrate.labels:
+            threshold, f1 = calibrated_threshold(
+                network, val_tiles, unet.calibrate.grid, unet.batch_size, device
+            )
+            run.log_metrics({"calibrated_threshold": threshold, "val_label_f1_calibrated": f1})
         log.info(
-            "UNet (%d parameters): validation F1 against %s labels %.3f",
+            "UNet (%d parameters): validation F1 against %s labels %.3f at threshold %.3f",
             count_parameters(network),
             labels,
             f1,
+            threshold,
         )
-        run.log_figure(sample_figure(network, val_tiles, unet.threshold, device), "samples.png")
+        run.log_figure(sample_figure(network, val_tiles, threshold, device), "samples.png")
         registered = params.tracking.registered_model if labels == "pseudo" else None
         version = run.log_torch_model(network.cpu(), "unet", registered_model=registered)
         model = UnetModel(
@@ -356,7 +415,7 @@ def run_train_unet(params: Params, labels: Labels = "pseudo") -> Path:
             normalisation=normalisation,
             tile=unet.inference.tile,
             overlap=unet.inference.overlap,
-            threshold=unet.threshold,
+            threshold=threshold,
             veto=None if unet.veto.sigma is None else BrightVeto(unet.veto.sigma, unet.veto.grow),
             source=str(outputs.model),
             mlflow_run_id=run.run_id,
@@ -453,6 +512,7 @@ def _write_products(
         "best_epoch": best.epoch,
         "best_val_loss": best.val_loss,
         "val_label_f1": f1,
+        "threshold": model.threshold,
         "lr": hyper.lr,
         "loss": hyper.loss,
         "parameters": count_parameters(model.network),

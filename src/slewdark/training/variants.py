@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from slewdark.config import Params, UnetParams
+from slewdark.config import Labels, Params, UnetParams
 
-Labels = Literal["pseudo", "truth", "heuristic", "cluster"]
 ABLATION_LABELS = ("heuristic", "cluster")
 """Label sources of the ablation: masks in ``ablation.<labels>_masks``, models named after the product's."""
 
