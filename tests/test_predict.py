@@ -73,11 +73,16 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def save_tiny_model(path: Path) -> Path:
     """Write the checkpoint of :func:`tiny_model` to ``path``."""
+    return save_model(path, ARCH)
+
+
+def save_model(path: Path, arch: dict) -> Path:
+    """Write a seeded, untrained checkpoint of ``arch`` whose median logit on noise is 0."""
     torch.manual_seed(0)
-    network = build_unet(**ARCH).eval()
+    network = build_unet(**arch).eval()
     unet = UnetModel(
         network=network,
-        arch=ARCH,
+        arch=arch,
         normalisation=Normalisation(SCALING, 1e5),
         tile=1024,
         overlap=32,
@@ -89,7 +94,8 @@ def save_tiny_model(path: Path) -> Path:
         veto=BrightVeto(sigma=30.0, grow=1),
     )
     with torch.inference_mode():
-        x = torch.from_numpy(SCALING.squash(np.random.default_rng(0).standard_normal((1, 1, 64, 64))))
+        noise = np.random.default_rng(0).standard_normal((1, arch["in_channels"], 64, 64))
+        x = torch.from_numpy(SCALING.squash(noise))
         median_logit = float(network(x).median())
         network.segmentation_head[0].bias -= median_logit
     torch.save(checkpoint_payload(unet), path)

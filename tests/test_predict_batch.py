@@ -26,12 +26,15 @@ from astropy.io import fits
 from distributed import Client
 
 from slewdark.cli import main
+from slewdark.config import load_params
 from slewdark.inference.batch import cluster_client, predict_on_cluster
 from slewdark.inference.manifest import MANIFEST_NAME
 from slewdark.inference.predict import PredictOptions, PredictReport, load_unet, predict_files
 from slewdark.io.fits import file_sha256
-from test_predict import save_tiny_model, write_exposure
+from slewdark.stages.train_unet import arch_kwargs
+from test_predict import save_model, save_tiny_model, write_exposure
 
+REPO = Path(__file__).resolve().parents[1]
 OPTIONS = PredictOptions(num_threads=1)
 """One torch thread, as each of two workers on two cores: the same threads, the same bytes."""
 TEMPORARY = re.compile(r"^\.(?P<stem>.+)\.mask\.fits\.(?P<pid>\d+)\.\w+\.tmp$")
@@ -111,6 +114,19 @@ def test_two_workers_write_the_in_process_masks_and_a_rerun_skips_them(
     assert {row["status"] for row in manifest(tmp_path).values()} == {"skipped"}
     assert [os.stat(out).st_mtime_ns for out in report.written] == written_at
     assert len(in_process_again.skipped) == len(exposures)  # a product is current however it was made
+
+
+def test_the_release_architecture_gives_the_same_bytes_on_two_threads_as_on_one_thread_workers(
+    client: Client, exposures: list[Path], tmp_path: Path
+) -> None:
+    arch = arch_kwargs(load_params(REPO / "params.yaml").unet)
+    model = save_model(tmp_path / "release_arch.pt", arch)
+    unet = load_unet(model, torch.device("cpu"))
+    two_threads = predict_files(exposures[:1], tmp_path / "in_process", unet, PredictOptions(num_threads=2))
+    workers = predict_on_cluster(exposures[:1], tmp_path / "workers", client, unet, "cpu", None, OPTIONS)
+
+    assert len(two_threads.written) == len(workers.written) == 1
+    assert_same_masks(tmp_path / "workers", tmp_path / "in_process", [exposures[0].stem])
 
 
 def test_a_corrupt_input_fails_alone_and_a_rerun_retries_only_it(
