@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 from slewdark import __version__
-from slewdark.config import DEFAULT_PARAMS, Labels, Params, load_params
+from slewdark.config import DEFAULT_PARAMS, Device, Labels, Params, load_params
 from slewdark.errors import SlewdarkError, Terminated
 
 if TYPE_CHECKING:
@@ -37,6 +37,11 @@ def _params(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -
     """Load params.yaml with the command's overrides (flags left as None are ignored)."""
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
     return load_params(args.params or DEFAULT_PARAMS, given)
+
+
+def _add_device(p: argparse.ArgumentParser, help_text: str = "default: params device") -> None:
+    """The ``--device`` flag of a sub-command: one of :data:`slewdark.config.Device`."""
+    p.add_argument("--device", choices=get_args(Device), help=help_text)
 
 
 # --- simulate -------------------------------------------------------------------------
@@ -239,7 +244,7 @@ def _add_train_ae(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-ae", help="train the autoencoder (Optuna study, MLflow runs) -> models/ae.pt")
     p.add_argument("--n-trials", type=int, help="Optuna trials (0 = train once with the ae values)")
     p.add_argument("--epochs", type=int, help="maximum epochs per training")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params device")
+    _add_device(p)
 
 
 def _run_train_ae(args: argparse.Namespace) -> int:
@@ -257,7 +262,7 @@ def _run_train_ae(args: argparse.Namespace) -> int:
 
 def _add_embed(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="latent vector and reconstruction loss of every patch -> data/latents")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params device")
+    _add_device(p)
 
 
 def _run_embed(args: argparse.Namespace) -> int:
@@ -399,7 +404,7 @@ def _add_train_unet(sub: argparse._SubParsersAction) -> None:
         "the ablation's masks (ablation.*_masks), written to models/unet_<labels>.pt",
     )
     p.add_argument("--epochs", type=int, help="maximum epochs")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params device")
+    _add_device(p)
 
 
 def _run_train_unet(args: argparse.Namespace) -> int:
@@ -425,7 +430,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         help="checkpoint path or registry URI models:/NAME@ALIAS (default: params unet.model, "
         "without params.yaml the repository's models/unet.pt)",
     )
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params device, else auto")
+    _add_device(p, "default: params device, else auto")
     p.add_argument("--dq", action="store_true", help="also write DETxy.DQ with the persistence bit set")
     where = p.add_mutually_exclusive_group()
     where.add_argument(
@@ -534,7 +539,7 @@ COMMANDS["predict"] = _run_predict
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="UNet and baselines against the held-out truth -> metrics/eval.json")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params device")
+    _add_device(p)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -567,7 +572,7 @@ def _run_simulate_stress(args: argparse.Namespace) -> int:
 
 def _add_robustness(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("robustness", help="UNet and physics baseline per stress set -> metrics/robustness.*")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params device")
+    _add_device(p)
 
 
 def _run_robustness(args: argparse.Namespace) -> int:

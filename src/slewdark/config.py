@@ -567,16 +567,7 @@ class EvaluateParams(Section):
     object_hit_fraction: float = Field(gt=0, le=1, description="share of an object flagged")
     pr_thresholds: int = Field(ge=2, description="probability thresholds of the PR curve")
     clean_threshold: float = Field(gt=0, description="e-: clean pixels: less true persistence, no CR/hot")
-    baselines: list[
-        Literal[
-            "physics",
-            "heuristic_segmentation",
-            "unet_heuristic",
-            "unet_cluster",
-            "unet_truth",
-            "astroscrappy",
-        ]
-    ] = Field(description="compared")
+    baselines: list[Baseline] = Field(description="compared")
     physics: PhysicsBaselineParams
     astroscrappy: AstroscrappyParams
     metrics: str = Field(description="output metrics JSON")

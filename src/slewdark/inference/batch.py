@@ -176,7 +176,7 @@ def predict_on_cluster(
     Returns
     -------
     PredictReport
-        Written, skipped and failed products, in input order.
+        As :func:`~slewdark.inference.predict.predict_files`.
 
     Raises
     ------

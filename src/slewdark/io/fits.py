@@ -432,14 +432,12 @@ def fits_writer(path: str | Path, primary_header: fits.Header) -> Iterator[Calla
 
 
 def write_fits_atomic(path: str | Path, primary_header: fits.Header, hdus: Iterable[fits.ImageHDU]) -> None:
-    """Write a multi-extension FITS file under a temporary name, then rename it.
+    """Write a multi-extension FITS file under a temporary name, then rename it (:func:`fits_writer`).
 
     Parameters
     ----------
-    path
-        Destination; an existing file is replaced only once the new one is complete.
-    primary_header
-        Header of the data-less primary HDU.
+    path, primary_header
+        As for :func:`fits_writer`.
     hdus
         Image extensions, written in order and one at a time, so a generator keeps
         only one extension in memory.

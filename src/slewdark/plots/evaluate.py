@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 
@@ -34,14 +35,13 @@ def plot_pr(
             p, r = points[name]
             ax.plot([r], [p], "o", color=line.get_color())
     ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("recall (persistence pixels)")
-    ax.set_ylabel("precision")
-    ax.set_title("held-out precision-recall (dot: the method's mask)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    figure.tight_layout()
-    return figure
+    return _finish(
+        figure,
+        ax,
+        "recall (persistence pixels)",
+        "precision",
+        "held-out precision-recall (dot: the method's mask)",
+    )
 
 
 def plot_recall_amplitude(labels: Sequence[str], recalls: Mapping[str, np.ndarray]) -> Figure:
@@ -64,10 +64,21 @@ def plot_recall_amplitude(labels: Sequence[str], recalls: Mapping[str, np.ndarra
     for name, recall in recalls.items():
         ax.plot(x, recall, "o-", label=name)
     ax.set_xticks(x, labels)
+    return _finish(
+        figure,
+        ax,
+        "true persistence (electrons over the exposure)",
+        "pixel recall",
+        "recall against persistence amplitude (held-out)",
+    )
+
+
+def _finish(figure: Figure, ax: Axes, xlabel: str, ylabel: str, title: str) -> Figure:
+    """The common frame of the evaluate figures: a 0-1 y axis, labels, grid and legend, laid out."""
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("true persistence (electrons over the exposure)")
-    ax.set_ylabel("pixel recall")
-    ax.set_title("recall against persistence amplitude (held-out)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     figure.tight_layout()

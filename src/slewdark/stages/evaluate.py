@@ -57,9 +57,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from slewdark.config import Params
+from slewdark.config import Baseline, Params
 from slewdark.core.metrics import (
     CLEAN_FPR_TARGETS,
     RECALL_TARGET,
@@ -84,15 +84,7 @@ log = logging.getLogger(__name__)
 
 STAGE = "evaluate"
 PRODUCT = "unet"
-METHOD_ORDER = (
-    PRODUCT,
-    "physics",
-    "heuristic_segmentation",
-    "unet_heuristic",
-    "unet_cluster",
-    "unet_truth",
-    "astroscrappy",
-)
+METHOD_ORDER = (PRODUCT, *get_args(Baseline))
 PR_COLUMNS = ("threshold", "precision", "recall")
 AMPLITUDE_COLUMNS = ("amplitude", "amplitude_high", "bin", "pixels")
 TABLE_COLUMNS = (
