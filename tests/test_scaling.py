@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from slewdark.core.scaling import Scaling, noise_sigma, remove_background, scale_detector
 
-SCALING = Scaling(background="channel_row_block", block=34, softening=3.0, low_sigma=-4.0, high_sigma=100.0)
+SCALING = Scaling(
+    background="channel_row_block",
+    block=34,
+    softening=3.0,
+    low_sigma=-4.0,
+    high_sigma=100.0,
+    source_sigma=3.0,
+    source_grow=2,
+)
 SHAPE = (680, 680)
 READ_NOISE = 9.0
 
@@ -46,6 +57,47 @@ def test_input_of_a_noise_only_detector_does_not_move_with_cosmic_rays_or_persis
     for other in (tripled, with_persistence):
         assert other.sigma == pytest.approx(reference.sigma, rel=0.03)
         assert np.abs(other.image[clean] - reference.image[clean]).mean() < 0.1 * one_sigma
+
+
+def cosmic_rays_with_halos(fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Charge of cosmic rays spread by diffusion and inter-pixel capacitance, and the pixels above 5 e-."""
+    rng = np.random.default_rng(seed)
+    cores = (rng.uniform(size=SHAPE) < fraction) * rng.uniform(300.0, 3e4, SHAPE)
+    diffused = ndimage.gaussian_filter(cores, 0.6)
+    ipc = np.array([[0.0, 0.015, 0.0], [0.015, 0.94, 0.015], [0.0, 0.015, 0.0]])
+    charge = ndimage.convolve(diffused, ipc)
+    return charge, charge > 5.0
+
+
+def clean_pixel_z(image: np.ndarray, hit: np.ndarray, scaling: Scaling) -> tuple[float, float]:
+    """Mean z of the pixels no cosmic ray touched, and the noise sigma."""
+    scaled = scale_detector(image, np.ones(SHAPE, bool), scaling)
+    low, high = np.arcsinh(np.array([scaling.low_sigma, scaling.high_sigma]) / scaling.softening)
+    z = scaling.softening * np.sinh(scaled.image * (high - low) + low)
+    return float(z[~hit].mean()), scaled.sigma
+
+
+def test_cosmic_ray_halos_move_neither_the_background_nor_the_noise() -> None:
+    base = noise_only()
+    nominal, nominal_hit = cosmic_rays_with_halos(0.005, 1)
+    tripled, tripled_hit = cosmic_rays_with_halos(0.015, 1)
+    assert tripled_hit.mean() > 0.1  # halos reach beyond the cores, as in the simulator
+    for scaling, stable in ((SCALING, True), (replace(SCALING, source_sigma=None), False)):
+        reference_z, reference_sigma = clean_pixel_z(base + nominal, nominal_hit | tripled_hit, scaling)
+        shifted_z, shifted_sigma = clean_pixel_z(base + tripled, nominal_hit | tripled_hit, scaling)
+        moved = abs(shifted_z - reference_z) < 0.03 and shifted_sigma == pytest.approx(
+            reference_sigma, rel=0.02
+        )
+        assert moved is stable, (
+            scaling.source_sigma,
+            shifted_z - reference_z,
+            shifted_sigma / reference_sigma,
+        )
+
+
+def test_checkpoints_without_source_masking_keep_their_one_pass_scaling() -> None:
+    old = {key: value for key, value in SCALING.to_dict().items() if not key.startswith("source_")}
+    assert Scaling.from_dict(old).source_sigma is None
 
 
 def test_persistence_keeps_its_amplitude_in_noise_units() -> None:

@@ -367,6 +367,12 @@ class ScalingParams(Section):
     softening: float = Field(gt=0, description="sigma: asinh squashing turns logarithmic above this")
     low_sigma: float = Field(lt=0, description="sigma below the background mapped to 0")
     high_sigma: float = Field(gt=0, description="sigma above the background mapped to 1")
+    source_sigma: float | None = Field(
+        gt=0,
+        description="sigma: brighter pixels and their margin are left out of a second background "
+        "and noise estimate; null: one estimate from every pixel",
+    )
+    source_grow: int = Field(ge=0, le=16, description="px: margin around those pixels")
 
 
 class PatchTruthParams(Section):
