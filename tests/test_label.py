@@ -135,7 +135,7 @@ def make_world(tmp_path: Path) -> Params:
             "label.gallery": str(tmp_path / "plots" / "label"),
             "pseudomask.out": str(tmp_path / "masks"),
             # hand-made assignments, no fitted cluster models: the neighbourhood rule (the
-            # default) needs them; test_latent_neighbourhood and the pipeline tests cover it
+            # ablation's) needs them; test_latent_neighbourhood and the pipeline tests cover it
             "pseudomask.rule": "cluster",
             "pseudomask.quality.metrics_label": str(tmp_path / "metrics" / "label.json"),
             "pseudomask.quality.metrics": str(tmp_path / "metrics" / "pseudomask.json"),

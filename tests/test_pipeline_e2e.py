@@ -40,17 +40,17 @@ ALL_STAGES = {
     "pseudomask",
     "pseudomask_quality",
     "heuristic_masks",
-    "pseudomask_cluster",
+    "pseudomask_neighbourhood",
     "train_unet",
     "train_unet_heuristic",
-    "train_unet_cluster",
+    "train_unet_neighbourhood",
     "train_unet_truth",
     "predict",
     "evaluate",
     "simulate_stress",
     "robustness",
 }
-SEGMENTATION_READERS = {"pseudomask", "heuristic_masks", "pseudomask_cluster", "evaluate"}
+SEGMENTATION_READERS = {"pseudomask", "heuristic_masks", "pseudomask_neighbourhood", "evaluate"}
 """The stages that list the segmentation settings (``pseudomask.segment``) as params."""
 
 pytestmark = pytest.mark.slow
@@ -120,7 +120,7 @@ def test_first_repro_runs_every_stage_and_ends_with_the_evaluation(pipeline) -> 
         "physics",
         "heuristic_segmentation",
         "unet_heuristic",
-        "unet_cluster",
+        "unet_neighbourhood",
         "unet_truth",
         "astroscrappy",
     }

@@ -20,9 +20,9 @@ def test_every_variant_has_its_own_masks_and_outputs() -> None:
     assert heuristic.model == Path("models/unet_heuristic.pt")
     assert heuristic.metrics == Path("metrics/unet_heuristic.json")
     assert heuristic.loss_curve == Path("plots/unet_heuristic/loss.csv")
-    every = [outputs_for(unet, labels) for labels in ("pseudo", "truth", "heuristic", "cluster")]
+    every = [outputs_for(unet, labels) for labels in ("pseudo", "truth", "heuristic", "neighbourhood")]
     paths = [path for out in every for path in (out.model, out.metrics, out.loss_curve)]
     assert len(set(paths)) == len(paths)  # no two variants write the same file
     assert masks_for(params, "pseudo") == Path(unet.masks)
     assert masks_for(params, "heuristic") == Path(params.ablation.heuristic_masks)
-    assert masks_for(params, "cluster") == Path(params.ablation.cluster_masks)
+    assert masks_for(params, "neighbourhood") == Path(params.ablation.neighbourhood_masks)

@@ -450,7 +450,7 @@ class UnetInferenceParams(Section):
     overlap: int = Field(ge=0, description="minimum overlap of neighbouring tiles and blending ramp, px")
 
 
-Labels = Literal["pseudo", "truth", "heuristic", "cluster"]
+Labels = Literal["pseudo", "truth", "heuristic", "neighbourhood"]
 """What a UNet learns from: the product's pseudo-masks, the truth (the ceiling), the ablation's masks."""
 
 
@@ -561,7 +561,7 @@ class PhysicsBaselineParams(Section):
 
 
 Baseline = Literal[
-    "physics", "heuristic_segmentation", "unet_heuristic", "unet_cluster", "unet_truth", "astroscrappy"
+    "physics", "heuristic_segmentation", "unet_heuristic", "unet_neighbourhood", "unet_truth", "astroscrappy"
 ]
 
 
@@ -666,7 +666,7 @@ class AblationParams(Section):
     """What the unsupervised chain adds: UNets trained on other labels, scored beside the product."""
 
     heuristic_masks: str = Field(description="folder of the cluster-free heuristic masks of data.train")
-    cluster_masks: str = Field(description="folder of the cluster-rule pseudo-masks")
+    neighbourhood_masks: str = Field(description="folder of the neighbourhood-rule pseudo-masks")
 
 
 class RobustnessParams(Section):

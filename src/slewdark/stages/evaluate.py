@@ -14,11 +14,11 @@ same usable pixels, with the same metrics (:mod:`slewdark.core.metrics`):
   segmentation (:mod:`slewdark.core.segment`) of every whole held-out detector gated
   on the previous exposure's bright map (not the pseudo-masks the UNet learned
   from, which only segment persistence patches);
-- ``unet_heuristic``, ``unet_cluster`` (the ablation): the same network
+- ``unet_heuristic``, ``unet_neighbourhood`` (the ablation): the same network
   with the same settings trained on the cluster-free heuristic's masks of the
-  training exposures, and on pseudo-masks of the persistence clusters alone
-  (no neighbourhood rule) (:mod:`slewdark.training.variants`): beside ``unet``, they show what the
-  clusters add;
+  training exposures, and on pseudo-masks of the study's neighbourhood rule
+  (patches near a persistence cluster too) (:mod:`slewdark.training.variants`):
+  beside ``unet``, they show what the clusters add;
 - ``unet_truth``: the same network trained on the simulator's truth
   (``unet.truth_model``), the supervised ceiling. It and the ablation's UNets
   are run here in memory with :mod:`slewdark.inference.predict`'s functions and the
@@ -78,7 +78,7 @@ from slewdark.io.tables import write_table
 from slewdark.ops.tracking import stage_run
 from slewdark.plots.evaluate import plot_pr, plot_recall_amplitude
 from slewdark.plots.figures import save_figure
-from slewdark.training.variants import Labels, outputs_for
+from slewdark.training.variants import ABLATION_LABELS, Labels, outputs_for
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def build_methods(params: Params, exposures: list[Path]) -> dict[str, MethodFn]:
         PRODUCT: lambda: prediction_method(Path(params.predict.out), exposures),
         "physics": lambda: physics_method(cfg.physics),
         "heuristic_segmentation": lambda: heuristic_segmentation_method(params),
-        **{f"unet_{labels}": variant_method(params, labels) for labels in ("heuristic", "cluster", "truth")},
+        **{f"unet_{labels}": variant_method(params, labels) for labels in (*ABLATION_LABELS, "truth")},
         "astroscrappy": lambda: astroscrappy_method(cfg.astroscrappy),
     }
     wanted = {PRODUCT, *cfg.baselines}

@@ -15,10 +15,10 @@ persistence pixels in a sea of background), ``focal`` the weighted focal loss.
 ``labels: truth`` trains the same network on the simulator's truth
 (``models/unet_truth.pt``): the supervised ceiling of the evaluation, never a
 product. The ablation's label sources, ``heuristic`` (the cluster-free
-heuristic's masks, :mod:`slewdark.stages.heuristic_masks`) and ``cluster``
-(pseudo-masks of the persistence clusters alone, without the neighbourhood rule), train the same network
+heuristic's masks, :mod:`slewdark.stages.heuristic_masks`) and ``neighbourhood``
+(pseudo-masks of the study's neighbourhood rule), train the same network
 with the same settings into ``models/unet_heuristic.pt`` and
-``models/unet_cluster.pt`` (:func:`slewdark.training.variants.outputs_for`), so the evaluation shows
+``models/unet_neighbourhood.pt`` (:func:`slewdark.training.variants.outputs_for`), so the evaluation shows
 what the clusters add. With ``n_trials > 0`` an Optuna study (seeded TPE, one
 nested MLflow run per trial) searches the learning rate and the loss for the
 best validation F1 against the labels. The MLflow run holds per-epoch losses, a

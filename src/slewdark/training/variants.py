@@ -1,10 +1,11 @@
 """Which labels a UNet learns from, and where each variant is written.
 
 The product learns the pseudo-masks of ``pseudomask.rule`` (``pseudo``; by
-default the study's neighbourhood rule); the evaluation's ceiling learns the
+default the persistence clusters' patches); the evaluation's ceiling learns the
 simulator's truth (``truth``); the ablation's variants learn the cluster-free
-heuristic's masks (``heuristic``) or the pseudo-masks of the persistence
-clusters alone, without the neighbourhood rule (``cluster``). Training
+heuristic's masks (``heuristic``) or the pseudo-masks of the study's
+neighbourhood rule, which adds the patches near a persistence cluster
+(``neighbourhood``). Training
 (:mod:`slewdark.stages.train_unet`) and evaluation (:mod:`slewdark.stages.evaluate`) find a
 variant's files here.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from slewdark.config import Labels, Params, UnetParams
 
-ABLATION_LABELS = ("heuristic", "cluster")
+ABLATION_LABELS = ("heuristic", "neighbourhood")
 """Label sources of the ablation: masks in ``ablation.<labels>_masks``, models named after the product's."""
 
 
