@@ -10,37 +10,23 @@ holds on a shared machine.
 
 from __future__ import annotations
 
-import os
+from dataclasses import replace
 
-for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[variable] = "1"
-
-import time  # noqa: E402
-from dataclasses import replace  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from slewdark.config import load_params  # noqa: E402
-from slewdark.core.scaling import Scaling, scale_detector  # noqa: E402
-from slewdark.simulate.dataset import plan_exposure, simulate_detector  # noqa: E402
-
-REPEATS = 3
+from one_detector import best_times, simulated_detector
+from slewdark.core.scaling import Scaling, scale_detector
 
 
 def main() -> None:
     """Time both scalings on one simulated detector; print the best times and their ratio."""
-    params = load_params("params.yaml")
-    image = simulate_detector(params.simulate, plan_exposure(params.simulate, 0), "11").science
-    usable = np.isfinite(image)
+    params, image, usable = simulated_detector()
     configured = Scaling(**params.scaling.model_dump())
-    variants = {"configured": configured, "one estimate": replace(configured, source_sigma=None)}
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(REPEATS):
-        for name, scaling in variants.items():
-            start = time.perf_counter()
-            scale_detector(image, usable, scaling)
-            times[name].append(time.perf_counter() - start)
-    best = {name: min(values) for name, values in times.items()}
+    one_estimate = replace(configured, source_sigma=None)
+    best = best_times(
+        {
+            "configured": lambda: scale_detector(image, usable, configured),
+            "one estimate": lambda: scale_detector(image, usable, one_estimate),
+        }
+    )
     print(
         f"scaling: {best['configured']:.2f} s per {image.shape[0]}x{image.shape[1]} detector on 1 core "
         f"(source_sigma {configured.source_sigma}); one estimate {best['one estimate']:.2f} s; "

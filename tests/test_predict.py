@@ -164,7 +164,8 @@ def test_predict_cli_writes_a_contract_valid_product(tiny_model: Path, tmp_path:
         assert header["INPUTSHA"] == file_sha256(exposure)
         assert header["MODEL"] == str(tiny_model) and header["MLRUN"] == "run-123"
         assert header["PARAMSHA"] == "abc"
-        assert header["VETOSIG"] == 30.0 and header["VETOGROW"] == 1
+        assert header["VETOSIG"] == 30.0 and header["VETOGROW"] == 1 and header["VETOFILL"] == 0
+        assert header.comments["VETOFILL"] == "px: vetoed gaps closed by this; 0=none"  # not truncated
         names = [hdu.name for hdu in hdul[1:]]
         assert names == ["DET22.MASK", "DET22.PROB", "DET22.DQ", "DET11.MASK", "DET11.PROB", "DET11.DQ"]
         for det in ("22", "11"):

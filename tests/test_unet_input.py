@@ -76,4 +76,28 @@ def test_bright_veto_removes_cosmic_ray_like_pixels_and_keeps_faint_traces() -> 
     assert vetoed.sum() == 9
     assert not vetoed[1000:1003, 200:800].any()
     assert BrightVeto.from_dict(None) is None
-    assert BrightVeto.from_dict(BrightVeto(30.0, 1).to_dict()) == BrightVeto(30.0, 1)
+    assert BrightVeto.from_dict(BrightVeto(30.0, 1, 3).to_dict()) == BrightVeto(30.0, 1, 3)
+    assert BrightVeto.from_dict({"sigma": 30.0, "grow": 1}) == BrightVeto(30.0, 1, 0)  # older checkpoints
+
+
+def test_veto_fill_flags_hits_on_a_flagged_trace_and_not_elsewhere() -> None:
+    rng = np.random.default_rng(2)
+    electrons = 9.0 * rng.standard_normal((SIDE, SIDE))
+    electrons[1000:1003, 200:800] += 27.0  # a persistence trace, 3 px wide
+    electrons[1001, 500] = 2000.0  # a cosmic ray on the trace: its veto covers the trace's width
+    electrons[300, 300] = 2000.0  # and one on clean sky
+    usable = np.ones((SIDE, SIDE), bool)
+    scaling = NORMALISATION.scaling
+    image01 = scale_detector(electrons, usable, scaling).image
+    network_mask = np.zeros((SIDE, SIDE), bool)
+    network_mask[1000:1003, 200:800] = True
+    network_mask[300, 300] = True  # the network flags the lone hit: the veto must remove it
+
+    filled = BrightVeto(sigma=30.0, grow=1, fill=3).apply(network_mask, image01, scaling)
+    removed = BrightVeto(sigma=30.0, grow=1, fill=0).apply(network_mask, image01, scaling)
+
+    assert filled[1000:1003, 200:800].all()  # closing bridges the gap the veto cut in the trace
+    assert not filled[299:302, 299:302].any()
+    assert filled.sum() == 3 * 600
+    assert not removed[1000:1003, 499:502].any() and not removed[299:302, 299:302].any()
+    assert removed.sum() == 3 * 600 - 9

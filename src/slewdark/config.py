@@ -468,6 +468,9 @@ class UnetVetoParams(Section):
 
     sigma: float | None = Field(gt=0, description="noise units above which a pixel is vetoed; null = no veto")
     grow: int = Field(ge=0, le=10, description="px: vetoed pixels grown by this (IPC, charge diffusion)")
+    fill: int = Field(
+        ge=0, le=20, description="px: half-side of the closing that flags vetoed gaps; 0 = none"
+    )
 
 
 class UnetOptunaParams(Section):

@@ -45,7 +45,11 @@ class BrightVeto:
     a saturating exposure, a few times that for the densest traps); cosmic rays,
     snowballs and hot pixels reach hundreds to tens of thousands. A pixel above
     ``sigma`` noise units, and its neighbours within ``grow`` px (inter-pixel
-    capacitance, charge diffusion), is not flagged, whatever the network says.
+    capacitance, charge diffusion), is not flagged for what the network says of
+    it. A hit on a persistence trace hides the persistence under it, not the
+    trace: with ``fill``, a vetoed pixel is flagged when the morphological
+    closing of the unvetoed mask by a ``(2 fill + 1)``-px square covers it,
+    i.e. when it lies in a gap of the mask that closing bridges.
 
     Attributes
     ----------
@@ -53,19 +57,24 @@ class BrightVeto:
         Noise units (of :mod:`slewdark.core.scaling`) above which a pixel is vetoed.
     grow
         px: the vetoed pixels are grown by this (8-connected).
+    fill
+        px: half-side of the closing's square; 0 = vetoed pixels are never flagged.
     """
 
     sigma: float
     grow: int
+    fill: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, as stored in the checkpoint."""
-        return {"sigma": self.sigma, "grow": self.grow}
+        return {"sigma": self.sigma, "grow": self.grow, "fill": self.fill}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> BrightVeto | None:
-        """From the checkpoint's ``veto`` entry (None: no veto, as in older checkpoints)."""
-        return None if values is None else cls(float(values["sigma"]), int(values["grow"]))
+        """From the checkpoint's ``veto`` entry (None: no veto; no ``fill``: 0, as in older checkpoints)."""
+        if values is None:
+            return None
+        return cls(float(values["sigma"]), int(values["grow"]), int(values.get("fill", 0)))
 
     def vetoed(self, image01: np.ndarray, scaling: Scaling) -> np.ndarray:
         """Boolean map of the vetoed pixels of a scaled slew dark (channel 0 of :func:`detector_input`).
@@ -76,3 +85,30 @@ class BrightVeto:
         if self.grow == 0 or not bright.any():
             return bright
         return ndimage.binary_dilation(bright, structure=np.ones((3, 3), bool), iterations=self.grow)
+
+    def apply(self, mask: np.ndarray, image01: np.ndarray, scaling: Scaling) -> np.ndarray:
+        """The mask with the vetoed pixels removed, or filled from their surroundings.
+
+        Parameters
+        ----------
+        mask
+            Boolean mask before the veto (the thresholded probability).
+        image01
+            The scaled slew dark (channel 0 of :func:`detector_input`).
+        scaling
+            Its scaling.
+
+        Returns
+        -------
+        ndarray
+            Boolean mask: unvetoed pixels as in ``mask``; vetoed pixels False,
+            or with ``fill`` flagged where the closed mask covers them.
+        """
+        vetoed = self.vetoed(image01, scaling)
+        kept = mask & ~vetoed
+        if self.fill == 0 or not vetoed.any():
+            return kept
+        side = 2 * self.fill + 1
+        padded = np.pad(kept, self.fill)
+        closed = ndimage.binary_closing(padded, structure=np.ones((side, side), bool))
+        return kept | (vetoed & closed[self.fill : -self.fill, self.fill : -self.fill])

@@ -332,8 +332,9 @@ def provenance_header(unet: UnetModel, input_sha: str, git_rev: str, obs_id: str
     header["OBS_ID"] = (obs_id, "exposure identifier of the input")
     header["THRESH"] = (unet.threshold, "probability threshold of MASK")
     if unet.veto is not None:
-        header["VETOSIG"] = (unet.veto.sigma, "noise sigmas above which a pixel is never MASK")
+        header["VETOSIG"] = (unet.veto.sigma, "noise sigmas above which a pixel is vetoed")
         header["VETOGROW"] = (unet.veto.grow, "px: vetoed pixels grown by this")
+        header["VETOFILL"] = (unet.veto.fill, "px: vetoed gaps closed by this; 0=none")
     return header
 
 

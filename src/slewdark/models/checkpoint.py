@@ -83,9 +83,9 @@ class UnetModel:
             Pixels with data: the others are never flagged.
         """
         mask = (prob >= self.threshold) & usable
-        if self.veto is not None:
-            mask &= ~self.veto.vetoed(image[0], self.normalisation.scaling)
-        return mask
+        if self.veto is None:
+            return mask
+        return self.veto.apply(mask, image[0], self.normalisation.scaling) & usable
 
     def inference_network(self) -> nn.Module:
         """The network prepared for inference (batch norms folded, channels-last), built on first use.
