@@ -166,6 +166,7 @@ def test_predict_cli_writes_a_contract_valid_product(tiny_model: Path, tmp_path:
         assert header["PARAMSHA"] == "abc"
         assert header["VETOSIG"] == 30.0 and header["VETOGROW"] == 1 and header["VETOFILL"] == 0
         assert header.comments["VETOFILL"] == "px: vetoed gaps closed by this; 0=none"  # not truncated
+        assert "VETOSPAR" not in header  # the tiny model's veto spares nothing
         names = [hdu.name for hdu in hdul[1:]]
         assert names == ["DET22.MASK", "DET22.PROB", "DET22.DQ", "DET11.MASK", "DET11.PROB", "DET11.DQ"]
         for det in ("22", "11"):

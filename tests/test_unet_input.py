@@ -77,7 +77,10 @@ def test_bright_veto_removes_cosmic_ray_like_pixels_and_keeps_faint_traces() -> 
     assert not vetoed[1000:1003, 200:800].any()
     assert BrightVeto.from_dict(None) is None
     assert BrightVeto.from_dict(BrightVeto(30.0, 1, 3).to_dict()) == BrightVeto(30.0, 1, 3)
-    assert BrightVeto.from_dict({"sigma": 30.0, "grow": 1}) == BrightVeto(30.0, 1, 0)  # older checkpoints
+    assert BrightVeto.from_dict(BrightVeto(30.0, 1, 3, 1).to_dict()) == BrightVeto(30.0, 1, 3, 1)
+    assert BrightVeto.from_dict({"sigma": 30.0, "grow": 1}) == BrightVeto(
+        30.0, 1, 0, None
+    )  # older checkpoints
 
 
 def test_veto_fill_flags_hits_on_a_flagged_trace_and_not_elsewhere() -> None:
@@ -101,3 +104,29 @@ def test_veto_fill_flags_hits_on_a_flagged_trace_and_not_elsewhere() -> None:
     assert filled.sum() == 3 * 600
     assert not removed[1000:1003, 499:502].any() and not removed[299:302, 299:302].any()
     assert removed.sum() == 3 * 600 - 9
+
+
+def test_veto_spares_bright_persistence_where_the_previous_exposure_saturated() -> None:
+    rng = np.random.default_rng(3)
+    electrons = 9.0 * rng.standard_normal((SIDE, SIDE))
+    electrons[600:620, 600:620] += 500.0  # persistence of a saturated star, brighter than the veto level
+    electrons[1500, 1500] = 2000.0  # a cosmic ray on clean sky
+    usable = np.ones((SIDE, SIDE), bool)
+    scaling = NORMALISATION.scaling
+    image01 = scale_detector(electrons, usable, scaling).image
+    previous01 = np.zeros((SIDE, SIDE), np.float32)
+    previous01[601:619, 601:619] = 1.0  # saturated in PREVFILE: the spot's core, 1 px inside it
+    network_mask = np.zeros((SIDE, SIDE), bool)
+    network_mask[600:620, 600:620] = True
+    network_mask[1500, 1500] = True
+
+    spared = BrightVeto(sigma=30.0, grow=1, spare_saturated=1).apply(
+        network_mask, image01, scaling, previous01
+    )
+    everywhere = BrightVeto(sigma=30.0, grow=1).apply(network_mask, image01, scaling, previous01)
+    without_previous = BrightVeto(sigma=30.0, grow=1, spare_saturated=1).apply(network_mask, image01, scaling)
+
+    assert spared[600:620, 600:620].all() and not spared[1500, 1500]
+    assert spared.sum() == 400
+    assert not everywhere[600:620, 600:620].any() and not everywhere[1500, 1500]
+    assert np.array_equal(without_previous, everywhere)

@@ -471,6 +471,11 @@ class UnetVetoParams(Section):
     fill: int = Field(
         ge=0, le=20, description="px: half-side of the closing that flags vetoed gaps; 0 = none"
     )
+    spare_saturated: int | None = Field(
+        ge=0,
+        le=10,
+        description="px around the previous exposure's saturated pixels never vetoed; null = none",
+    )
 
 
 class UnetOptunaParams(Section):

@@ -49,7 +49,12 @@ class BrightVeto:
     it. A hit on a persistence trace hides the persistence under it, not the
     trace: with ``fill``, a vetoed pixel is flagged when the morphological
     closing of the unvetoed mask by a ``(2 fill + 1)``-px square covers it,
-    i.e. when it lies in a gap of the mask that closing bridges.
+    i.e. when it lies in a gap of the mask that closing bridges. With
+    ``spare_saturated``, pixels within that many px of where the previous
+    exposure saturated are not vetoed: persistence there can be as bright
+    as a hit (the Euclid ground tests find amplitudes up to a few tenths of
+    a per cent of the fluence), and the network, which sees that exposure,
+    decides them.
 
     Attributes
     ----------
@@ -59,34 +64,48 @@ class BrightVeto:
         px: the vetoed pixels are grown by this (8-connected).
     fill
         px: half-side of the closing's square; 0 = vetoed pixels are never flagged.
+    spare_saturated
+        px around the previous exposure's saturated pixels where nothing is
+        vetoed; None = the veto acts everywhere.
     """
 
     sigma: float
     grow: int
     fill: int = 0
+    spare_saturated: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, as stored in the checkpoint."""
-        return {"sigma": self.sigma, "grow": self.grow, "fill": self.fill}
+        return {
+            "sigma": self.sigma,
+            "grow": self.grow,
+            "fill": self.fill,
+            "spare_saturated": self.spare_saturated,
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> BrightVeto | None:
-        """From the checkpoint's ``veto`` entry (None: no veto; no ``fill``: 0, as in older checkpoints)."""
+        """From the checkpoint's ``veto`` entry (None: no veto; older ones: no fill, nothing spared)."""
         if values is None:
             return None
-        return cls(float(values["sigma"]), int(values["grow"]), int(values.get("fill", 0)))
+        spare = values.get("spare_saturated")
+        return cls(
+            float(values["sigma"]),
+            int(values["grow"]),
+            int(values.get("fill", 0)),
+            None if spare is None else int(spare),
+        )
 
     def vetoed(self, image01: np.ndarray, scaling: Scaling) -> np.ndarray:
         """Boolean map of the vetoed pixels of a scaled slew dark (channel 0 of :func:`detector_input`).
 
         The squashing is monotonic, so ``z > sigma`` is ``image01 > squash(sigma)``.
         """
-        bright = image01 > scaling.squash(self.sigma)
-        if self.grow == 0 or not bright.any():
-            return bright
-        return ndimage.binary_dilation(bright, structure=np.ones((3, 3), bool), iterations=self.grow)
+        return _grown(image01 > scaling.squash(self.sigma), self.grow)
 
-    def apply(self, mask: np.ndarray, image01: np.ndarray, scaling: Scaling) -> np.ndarray:
+    def apply(
+        self, mask: np.ndarray, image01: np.ndarray, scaling: Scaling, previous01: np.ndarray | None = None
+    ) -> np.ndarray:
         """The mask with the vetoed pixels removed, or filled from their surroundings.
 
         Parameters
@@ -97,6 +116,9 @@ class BrightVeto:
             The scaled slew dark (channel 0 of :func:`detector_input`).
         scaling
             Its scaling.
+        previous01
+            The previous-exposure channel (channel 1 of :func:`detector_input`,
+            1 where it saturated), or None without one.
 
         Returns
         -------
@@ -105,6 +127,8 @@ class BrightVeto:
             or with ``fill`` flagged where the closed mask covers them.
         """
         vetoed = self.vetoed(image01, scaling)
+        if self.spare_saturated is not None and previous01 is not None:
+            vetoed &= ~_grown(previous01 >= 1.0, self.spare_saturated)
         kept = mask & ~vetoed
         if self.fill == 0 or not vetoed.any():
             return kept
@@ -112,3 +136,10 @@ class BrightVeto:
         padded = np.pad(kept, self.fill)
         closed = ndimage.binary_closing(padded, structure=np.ones((side, side), bool))
         return kept | (vetoed & closed[self.fill : -self.fill, self.fill : -self.fill])
+
+
+def _grown(pixels: np.ndarray, grow: int) -> np.ndarray:
+    """``pixels`` grown by ``grow`` px (8-connected)."""
+    if grow == 0 or not pixels.any():
+        return pixels
+    return ndimage.binary_dilation(pixels, structure=np.ones((3, 3), bool), iterations=grow)

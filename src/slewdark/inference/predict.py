@@ -335,6 +335,8 @@ def provenance_header(unet: UnetModel, input_sha: str, git_rev: str, obs_id: str
         header["VETOSIG"] = (unet.veto.sigma, "noise sigmas above which a pixel is vetoed")
         header["VETOGROW"] = (unet.veto.grow, "px: vetoed pixels grown by this")
         header["VETOFILL"] = (unet.veto.fill, "px: vetoed gaps closed by this; 0=none")
+        if unet.veto.spare_saturated is not None:
+            header["VETOSPAR"] = (unet.veto.spare_saturated, "px: PREVFILE saturation not vetoed")
     return header
 
 

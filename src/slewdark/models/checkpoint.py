@@ -78,14 +78,15 @@ class UnetModel:
             The network's probability map.
         image
             The network input (:func:`~slewdark.inference.unet_input.detector_input`);
-            channel 0 feeds the veto.
+            channel 0 feeds the veto, channel 1 (the previous exposure) what it spares.
         usable
             Pixels with data: the others are never flagged.
         """
         mask = (prob >= self.threshold) & usable
         if self.veto is None:
             return mask
-        return self.veto.apply(mask, image[0], self.normalisation.scaling) & usable
+        previous = image[1] if image.shape[0] > 1 else None
+        return self.veto.apply(mask, image[0], self.normalisation.scaling, previous) & usable
 
     def inference_network(self) -> nn.Module:
         """The network prepared for inference (batch norms folded, channels-last), built on first use.
