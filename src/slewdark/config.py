@@ -464,7 +464,7 @@ class UnetCalibrateParams(Section):
 
 
 class UnetVetoParams(Section):
-    """Pixels too bright to be persistence (cosmic rays, snowballs, hot pixels), never flagged."""
+    """Pixels too bright to be persistence (cosmic rays, snowballs, hot pixels) and what is done with them."""
 
     sigma: float | None = Field(gt=0, description="noise units above which a pixel is vetoed; null = no veto")
     grow: int = Field(ge=0, le=10, description="px: vetoed pixels grown by this (IPC, charge diffusion)")

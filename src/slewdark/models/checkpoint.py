@@ -39,7 +39,7 @@ class UnetModel:
     mlflow_run_id, registered_version, params_sha
         Lineage (``MLRUN``, ``MODELVER``, ``PARAMSHA``).
     veto
-        Pixels too bright to be persistence, never flagged (None: no veto).
+        Pixels too bright to be persistence, flagged only in the mask's gaps (None: no veto).
     checkpoint_sha
         sha256 of the checkpoint file it was loaded from (``MODELSHA``); empty
         for a model built in memory, whose products are never taken as current.
