@@ -29,6 +29,35 @@ def test_heldout_inherits_physics_but_not_seed() -> None:
     assert heldout.out == params.heldout.out
 
 
+def test_heldout_replaces_named_simulate_keys_and_stress_sets_inherit_them() -> None:
+    params = load_params(REPO / "params.yaml", {"simulate.persistence.amplitude_factor": [0.5, 30.0]})
+    assert params.simulate.persistence.amplitude_factor == (0.5, 30.0)
+    heldout = params.heldout_simulation()
+    assert heldout.persistence.amplitude_factor == (1.0, 1.0)
+    assert heldout.persistence.amplitude == params.simulate.persistence.amplitude
+    assert heldout.cosmic_rays == params.simulate.cosmic_rays
+    brighter = params.stress_simulation("persistence_x10")
+    assert brighter.persistence.amplitude_factor == (1.0, 1.0)
+    assert brighter.persistence.amplitude == 10 * params.simulate.persistence.amplitude
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"heldout.simulate": {"persistence.amplitude_factr": [1.0, 1.0]}}, "amplitude_factr: unknown key"),
+        ({"heldout.simulate": {"persistence.amplitude_factor": [3.0, 1.0]}}, "lo <= hi"),
+        ({"robustness.sets.nominal": {"exptime": [0.0, 1.0]}}, "robustness.sets.nominal"),
+    ],
+)
+def test_bad_replaced_simulate_key_is_named_at_load(overrides: dict, fragment: str) -> None:
+    with pytest.raises(ParamsError) as error:
+        load_params(REPO / "params.yaml", overrides)
+    message = str(error.value)
+    assert fragment in message
+    assert "params.yaml: " in message and "(top level)" not in message
+    assert "'seed'" not in message, "the message names the key, not the whole file"
+
+
 @pytest.mark.parametrize(
     ("dotted", "value", "fragment"),
     [

@@ -216,6 +216,34 @@ def test_trap_density_is_lognormal_and_stable_per_detector(params):
     assert abs(np.std(np.log(scales)) / cfg.detector_scale_sigma - 1) < 0.2 and same_scale == scale
 
 
+def with_amplitude_factor(cfg, low: float, high: float):
+    persistence = cfg.persistence.model_copy(update={"amplitude_factor": (low, high)})
+    return cfg.model_copy(update={"persistence": persistence})
+
+
+def test_amplitude_factor_scales_the_persistence_and_nothing_else(params):
+    cfg = params.simulate
+    plan = grism_plan(cfg)
+    nominal = simulate_detector(with_amplitude_factor(cfg, 1.0, 1.0), plan, "11")
+    tripled = simulate_detector(with_amplitude_factor(cfg, 3.0, 3.0), plan, "11")
+    assert (nominal.amplitude_factor, tripled.amplitude_factor) == (1.0, 3.0)
+    np.testing.assert_allclose(tripled.persistence, 3.0 * nominal.persistence, rtol=1e-6)
+    np.testing.assert_array_equal(tripled.fluence, nominal.fluence)
+    np.testing.assert_array_equal(tripled.cosmic, nominal.cosmic)
+
+
+def test_amplitude_factor_is_drawn_per_detector_and_recorded(params, tmp_path):
+    cfg = with_amplitude_factor(params.simulate, 0.5, 30.0)
+    [path] = simulate_dataset(tiny(params, tmp_path, detectors=("11", "23"), persistence=cfg.persistence))
+    factors = []
+    with fits.open(path) as dark, fits.open(truth_file(path)) as truth:
+        for det in ("11", "23"):
+            factor = dark[f"DET{det}.SCI"].header["SIMPAMP"]
+            assert truth[f"DET{det}.PERS"].header["SIMPAMP"] == factor
+            factors.append(factor)
+    assert all(0.5 <= f <= 30.0 for f in factors) and factors[0] != factors[1]
+
+
 def test_default_data_hold_persistence_below_and_above_read_noise(params):
     cfg = params.simulate
     noise = cfg.detector.read_noise

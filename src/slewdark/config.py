@@ -163,6 +163,9 @@ class PersistenceSim(Section):
 
     law: Literal["fermi"] = Field(description="fluence/time law; fermi: romanisim's lab fit")
     amplitude: float = Field(ge=0, description="A, e-/s at t = reference_time")
+    amplitude_factor: PositiveRange = Field(
+        description="factor on amplitude per (exposure, detector), log-uniform: the law's NISP uncertainty"
+    )
     x0: float = Field(gt=0, description="e-, centre of the Fermi step in fluence")
     dx: float = Field(gt=0, description="e-, width of the Fermi step")
     alpha: float = Field(ge=0, description="power-law index of the slow growth with fluence")
@@ -238,13 +241,16 @@ class DataParams(Section):
 
 
 class HeldoutParams(Section):
-    """The held-out test set: same physics as ``simulate``, its own seed and size."""
+    """The held-out test set: the physics of ``simulate``, its own seed and size, and named keys replaced."""
 
     out: str
     truth_out: str | None = Field(description="output folder of the .truth.fits; null = beside the exposures")
     seed: int = Field(ge=0)
     n_exposures: int = Field(ge=1)
     detectors: list[str]
+    simulate: dict[str, Any] = Field(
+        description="{dotted key under simulate: value} replaced for the held-out set and the stress sets"
+    )
 
     @field_validator("detectors", mode="before")
     @classmethod
@@ -747,9 +753,25 @@ class Params(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _derived_simulations_are_valid(self) -> Params:
+        try:
+            for name in self.robustness.sets:
+                self.stress_simulation(name)
+        except ParamsError as error:
+            raise ValueError(str(error)) from None
+        return self
+
     def heldout_simulation(self) -> SimulateParams:
-        """The held-out set's simulation: ``simulate`` with ``heldout``'s own keys."""
-        return self.simulate.model_copy(update=self.heldout.model_dump())
+        """The held-out set's simulation: ``simulate`` with ``heldout``'s own keys and its replaced keys.
+
+        Raises
+        ------
+        ParamsError
+            Naming every key of ``heldout.simulate`` that is unknown or has a bad value.
+        """
+        own = self.heldout.model_dump(exclude={"simulate"})
+        return _replaced(self.simulate.model_dump(), self.heldout.simulate, own, "heldout.simulate")
 
     def stress_simulation(self, name: str) -> SimulateParams:
         """Stress set ``name``: the held-out simulation with the set's ``simulate`` keys replaced.
@@ -760,24 +782,38 @@ class Params(Section):
             Naming the set and every key that is unknown or has a bad value.
         """
         cfg = self.robustness
+        own = {
+            "out": str(Path(cfg.out) / name),
+            "truth_out": None if cfg.truth_out is None else str(Path(cfg.truth_out) / name),
+            "seed": cfg.seed,
+            "n_exposures": cfg.n_exposures,
+            "detectors": cfg.detectors,
+        }
         raw = self.heldout_simulation().model_dump()
-        source = f"robustness.sets.{name} (keys of simulate)"
-        for dotted, value in cfg.sets[name].items():
-            try:
-                set_dotted(raw, dotted, value)
-            except (AttributeError, TypeError):
-                raise ParamsError(f"{source}: {dotted}: not a key of simulate") from None
-        raw.update(
-            out=str(Path(cfg.out) / name),
-            truth_out=None if cfg.truth_out is None else str(Path(cfg.truth_out) / name),
-            seed=cfg.seed,
-            n_exposures=cfg.n_exposures,
-            detectors=cfg.detectors,
-        )
+        return _replaced(raw, cfg.sets[name], own, f"robustness.sets.{name}")
+
+
+def _replaced(
+    raw: dict[str, Any], dotted_values: dict[str, Any], own: dict[str, Any], source: str
+) -> SimulateParams:
+    """A simulation: ``raw`` with every dotted key replaced, then the set's ``own`` top-level keys.
+
+    Raises
+    ------
+    ParamsError
+        Naming ``source`` and every key that is unknown or has a bad value.
+    """
+    source = f"{source} (keys of simulate)"
+    for dotted, value in dotted_values.items():
         try:
-            return SimulateParams.model_validate(raw)
-        except ValidationError as error:
-            raise ParamsError(_format_validation_error(source, error)) from None
+            set_dotted(raw, dotted, value)
+        except (AttributeError, TypeError):
+            raise ParamsError(f"{source}: {dotted}: not a key of simulate") from None
+    raw.update(own)
+    try:
+        return SimulateParams.model_validate(raw)
+    except ValidationError as error:
+        raise ParamsError(_format_validation_error(source, error)) from None
 
 
 def _format_validation_error(source: str, error: ValidationError) -> str:
@@ -786,6 +822,9 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
+        if not item["loc"]:
+            lines.append(f"{source}: {message}")
+            continue
         if item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling against the README's parameter list)"
             lines.append(f"{source}: {key}: {message}")

@@ -64,6 +64,7 @@ STREAM = {
     "cosmic": 9,
     "readout": 10,
     "kinds": 11,
+    "amplitude": 12,
 }
 """Generator streams. Draws whose count depends on the sky (Poisson) have a stream of
 their own, so cosmic rays and readout noise do not change with the sky's orientation."""
@@ -122,6 +123,7 @@ class DetectorLayers:
     n_cosmic_hits: int
     orientation: int
     persistence_scale: float
+    amplitude_factor: float
 
 
 def generator(seed: int, *keys: int) -> np.random.Generator:
@@ -296,7 +298,9 @@ def simulate_detector(cfg: SimulateParams, plan: ExposurePlan, detector: str) ->
     pers = persistence_signal(fluence, well, plan.previous.tsince, exptime, cfg.persistence)
     pers += history_persistence(cfg, plan, det, orientation)
     traps, scale = trap_factor(SHAPE, cfg.persistence, generator(cfg.seed, STREAM["traps"], det))
-    pers = (pers * traps).astype(np.float32)
+    amplitude_rng = generator(cfg.seed, STREAM["amplitude"], plan.index, det)
+    amplitude = log_uniform(amplitude_rng, cfg.persistence.amplitude_factor)
+    pers = (pers * traps * np.float32(amplitude)).astype(np.float32)
     hot = hot_pixels(SHAPE, plan.hot_fraction, cfg.hot_pixels, generator(cfg.seed, STREAM["hot"], det))
     dark_rng = generator(cfg.seed, STREAM["dark"], plan.index, det)
     collected = poisson_charge(cfg.detector.dark_current * exptime, hot.rate * exptime + pers, dark_rng)
@@ -320,6 +324,7 @@ def simulate_detector(cfg: SimulateParams, plan: ExposurePlan, detector: str) ->
         n_cosmic_hits=n_hits,
         orientation=orientation,
         persistence_scale=scale,
+        amplitude_factor=amplitude,
     )
 
 
@@ -393,6 +398,7 @@ def _detector_hdus(
     science = _science_hdu(layers.science, detector, cfg, plan)
     science.header["SIMORIEN"] = (layers.orientation, "sky transform 0..7 (rot90 k; 4..7 transposed)")
     science.header["SIMPSCAL"] = (layers.persistence_scale, "detector persistence amplitude scale")
+    science.header["SIMPAMP"] = (layers.amplitude_factor, "factor on the law's amplitude, this exposure")
     previous = fits.ImageHDU(layers.previous.science, name=f"DET{detector}.SCI")
     previous.header["DET_ID"] = detector
     previous.header["BUNIT"] = "electron"
@@ -404,6 +410,7 @@ def _detector_hdus(
     pers.header["BUNIT"] = "electron"
     pers.header["SIMORIEN"] = (layers.orientation, "sky transform 0..7")
     pers.header["SIMPSCAL"] = (layers.persistence_scale, "detector persistence amplitude scale")
+    pers.header["SIMPAMP"] = (layers.amplitude_factor, "factor on the law's amplitude, this exposure")
     cosmic = fits.ImageHDU((layers.cosmic > threshold).astype(np.uint8), name=f"DET{detector}.CR")
     cosmic.header["NHITS"] = (layers.n_cosmic_hits, "cosmic-ray hits simulated")
     truth = [

@@ -1,0 +1,60 @@
+"""Before (the law alone in training) against after (amplitude_factor [0.5, 30]) on the same data.
+
+    python metrics/experiments/amplitude_range/compare.py
+
+``before_*.json`` are ``metrics/eval.json`` and ``metrics/robustness.json`` of
+commit 6cabdc5; ``after_*.json`` the same files from ``make repro`` with
+``simulate.persistence.amplitude_factor: [0.5, 30.0]``. The held-out and stress
+sets hold the same pixels in both (their amplitude factor is 1).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+HELDOUT_KEYS = (
+    "f1",
+    "precision",
+    "recall",
+    "object_recall",
+    "cosmic_ray_flagged_fraction",
+    "clean_flagged_fraction",
+)
+STRESS_KEYS = ("f1", "precision", "recall", "recall_strong", "cosmic_ray_flagged_fraction")
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def heldout_rows(before: dict, after: dict) -> list[str]:
+    lines = ["| method | " + " | ".join(f"{k} before / after" for k in HELDOUT_KEYS) + " |"]
+    lines.append("|---|" + "---|" * len(HELDOUT_KEYS))
+    for method, now in after["methods"].items():
+        then = before["methods"].get(method, {})
+        cells = [f"{then.get(k, float('nan')):.4g} / {now[k]:.4g}" for k in HELDOUT_KEYS]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def stress_rows(before: dict, after: dict) -> list[str]:
+    lines = ["| set | method | " + " | ".join(f"{k} before / after" for k in STRESS_KEYS) + " |"]
+    lines.append("|---|---|" + "---|" * len(STRESS_KEYS))
+    for name, now in after["sets"].items():
+        for method, scores in now["methods"].items():
+            then = before["sets"][name]["methods"][method]
+            cells = [f"{then[k]:.3f} / {scores[k]:.3f}" for k in STRESS_KEYS]
+            lines.append(f"| {name} | {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main() -> None:
+    heldout = heldout_rows(load(HERE / "before_eval.json"), load(HERE / "after_eval.json"))
+    stress = stress_rows(load(HERE / "before_robustness.json"), load(HERE / "after_robustness.json"))
+    print("Held-out set\n\n" + "\n".join(heldout) + "\n\nStress sets\n\n" + "\n".join(stress))
+
+
+if __name__ == "__main__":
+    main()
