@@ -26,8 +26,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks metrics
+	$(BIN)/ruff format --check src tests benchmarks metrics
 	$(BIN)/lint-imports
 
 bench: $(STAMP)

@@ -60,7 +60,8 @@ def main(predictions: Path, exposures: Path, truth_dir: Path) -> None:
     for name, (tp, fp, fn, cr_flagged, cr_total, clean_flagged) in counts.items():
         precision, recall = tp / (tp + fp), tp / (tp + fn)
         f1 = 2 * precision * recall / (precision + recall)
-        print(f"{name:34s} {precision:.3f}     {recall:.3f}  {f1:.3f}  {cr_flagged / cr_total:.5f}        {clean_flagged}")
+        cr_share = cr_flagged / cr_total
+        print(f"{name:34s} {precision:.3f}     {recall:.3f}  {f1:.3f}  {cr_share:.5f}        {clean_flagged}")
 
 
 if __name__ == "__main__":
