@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from slewdark.cli import main
 from slewdark.config import load_params
+from slewdark.core.persistence_law import persistence_signal
 from slewdark.errors import ParamsError
 from slewdark.evaluation.truth import read_truth, truth_file
 from slewdark.io.fits import read_detector, read_info
@@ -27,7 +28,7 @@ from slewdark.simulate.dataset import (
     simulate_detector,
 )
 from slewdark.simulate.detector import expected_cosmic_hits, hot_pixels
-from slewdark.simulate.persistence import persistence_signal, trap_factor
+from slewdark.simulate.persistence import trap_factor
 from slewdark.simulate.render import orient
 from slewdark.simulate.sky import trace_rate
 

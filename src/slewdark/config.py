@@ -613,12 +613,24 @@ class LabelFallbackParams(Section):
     threshold: float = Field(gt=0, le=1, description="share of persistence-like patches of a cluster")
 
 
+class LabelBrightLaw(Section):
+    """The bright map's level taken from the persistence law, per dark (:mod:`slewdark.core.brightmap`)."""
+
+    electrons: float = Field(gt=0, description="e-: persistence in the dark that counts")
+    amplitude_factor: float = Field(
+        gt=0, description="on simulate.persistence.amplitude: the brightest law the labels allow for"
+    )
+
+
 class LabelParams(Section):
     """Which clusters hold persistence (``label`` stage); truth is never read."""
 
     out: str = Field(description="output clusters.yaml")
     overrides: str = Field(description="git-tracked human decisions {cluster: {persistence, reason}}")
     bright_level: float = Field(gt=0, description="e-: previous-exposure fluence that leaves persistence")
+    bright_law: LabelBrightLaw | None = Field(
+        description="null: bright_level everywhere; else each dark's level from the law and its timing"
+    )
     bright_dilation: int = Field(ge=0, description="px: bright regions grown by this")
     bright_median: int = Field(ge=1, description="px: side of the median filter before the level; 1 = none")
     smooth_sigma: float = Field(ge=0, description="px: Gaussian smoothing before finding signal pixels")

@@ -1,16 +1,19 @@
-"""Before (the law alone in training) against after (amplitude_factor [0.5, 30]) on the same data.
+"""Before (the law alone in training) against a run of this record on the same data.
 
-    python metrics/experiments/amplitude_range/compare.py
+    python metrics/experiments/amplitude_range/compare.py            # after: compare.txt
+    python metrics/experiments/amplitude_range/compare.py lawmap     # compare_lawmap.txt
 
 ``before_*.json`` are ``metrics/eval.json`` and ``metrics/robustness.json`` of
-commit 6cabdc5; ``after_*.json`` the same files from ``make repro`` with
-``simulate.persistence.amplitude_factor: [0.5, 30.0]``. The held-out and stress
-sets hold the same pixels in both (their amplitude factor is 1).
+commit 6cabdc5; ``<run>_*.json`` the same files from the run (README of this
+record): ``after`` is ``make repro`` with ``simulate.persistence.amplitude_factor:
+[0.5, 30.0]``. The held-out and stress sets hold the same pixels in all runs
+(their amplitude factor is 1).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -51,8 +54,9 @@ def stress_rows(before: dict, after: dict) -> list[str]:
 
 
 def main() -> None:
-    heldout = heldout_rows(load(HERE / "before_eval.json"), load(HERE / "after_eval.json"))
-    stress = stress_rows(load(HERE / "before_robustness.json"), load(HERE / "after_robustness.json"))
+    run = sys.argv[1] if len(sys.argv) > 1 else "after"
+    heldout = heldout_rows(load(HERE / "before_eval.json"), load(HERE / f"{run}_eval.json"))
+    stress = stress_rows(load(HERE / "before_robustness.json"), load(HERE / f"{run}_robustness.json"))
     print("Held-out set\n\n" + "\n".join(heldout) + "\n\nStress sets\n\n" + "\n".join(stress))
 
 

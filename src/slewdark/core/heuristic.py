@@ -38,12 +38,19 @@ class HeuristicSegmentation:
         self.scaling = Scaling(**params.scaling.model_dump())
         self.segment = params.pseudomask.segment
         self.floor = segment_floor(params)
-        self.label = params.label
+        self.params = params
 
-    def __call__(self, detector: DetectorImage, prev: DetectorImage | None) -> np.ndarray:
-        """Boolean mask of ``detector``; ``prev`` is its previous exposure's detector, or None."""
+    def __call__(
+        self, detector: DetectorImage, prev: DetectorImage | None, tsince: float | None, exptime: float | None
+    ) -> np.ndarray:
+        """Boolean mask of ``detector``.
+
+        ``prev`` is its previous exposure's detector, or None; ``tsince`` and
+        ``exptime`` the dark's times (None where unknown), which set the bright
+        map's level (:func:`slewdark.core.brightmap.label_bright_level`).
+        """
         image01 = scale_detector(detector.data, detector.usable, self.scaling).image
         mask = segment(image01, detector.usable, self.segment, self.floor)
         if prev is not None:
-            mask &= label_bright_map(prev, self.label)
+            mask &= label_bright_map(prev, self.params, tsince, exptime)
         return mask

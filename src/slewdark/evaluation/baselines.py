@@ -102,6 +102,7 @@ def heuristic_segmentation_method(params: Params) -> MethodFn:
     heuristic = HeuristicSegmentation(params)
 
     def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
-        return heuristic(detector, previous_detector(info, detector.detector)), None
+        prev = previous_detector(info, detector.detector)
+        return heuristic(detector, prev, info.tsince, info.exptime), None
 
     return run

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from slewdark import __version__
 from slewdark.config import SimulateParams
 from slewdark.core.instrument import ACTIVE_SIZE, REFERENCE_BORDER, is_spectroscopic
+from slewdark.core.persistence_law import persistence_signal
 from slewdark.io.companions import companion_path
 from slewdark.io.fits import fits_writer
 from slewdark.simulate.detector import (
@@ -42,7 +43,7 @@ from slewdark.simulate.detector import (
     readout,
     snowballs,
 )
-from slewdark.simulate.persistence import persistence_signal, trap_factor
+from slewdark.simulate.persistence import trap_factor
 from slewdark.simulate.render import orient
 from slewdark.simulate.sky import exposure_time, previous_fluence
 

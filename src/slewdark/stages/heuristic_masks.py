@@ -46,10 +46,11 @@ log = logging.getLogger(__name__)
 
 def _exposure_hdus(path: Path, heuristic: HeuristicSegmentation) -> Iterator[fits.ImageHDU]:
     """MASK and WEIGHT extensions of one exposure, one detector in memory at a time."""
-    prev_path, _ = previous_exposure(read_info(path))
+    info = read_info(path)
+    prev_path, _ = previous_exposure(info)
     for detector in iter_detectors(path):
         prev = None if prev_path is None else read_detector(prev_path, detector.detector)
-        mask = heuristic(detector, prev).astype(np.uint8)
+        mask = heuristic(detector, prev, info.tsince, info.exptime).astype(np.uint8)
         yield from pseudo_mask_hdus(detector.detector, mask, detector.usable.astype(np.float32))
 
 

@@ -188,7 +188,7 @@ def measure_patch(
     return int(signal.sum()), hit, chance, elongation, angle, peak_ratio(patch, usable), saturated
 
 
-def collect_evidence(patch_dir: str | Path, cfg: LabelParams) -> PatchEvidence:
+def collect_evidence(patch_dir: str | Path, params: Params) -> PatchEvidence:
     """Measure every patch, one (exposure, detector) at a time.
 
     Raises
@@ -202,16 +202,16 @@ def collect_evidence(patch_dir: str | Path, cfg: LabelParams) -> PatchEvidence:
     groups = sorted({(f, d) for f, d in zip(index["file"], index["detector"], strict=True)})
     for file, detector in tqdm(groups, desc="label evidence", unit="detector"):
         rows = np.nonzero((index["file"] == file) & (index["detector"] == detector))[0]
-        prev, dispersion = previous_exposure(read_info(file))
+        info = read_info(file)
+        prev, dispersion = previous_exposure(info)
         full_bright = None
         if prev is not None:
-            prev_image = read_detector(prev, detector)
-            full_bright = label_bright_map(prev_image, cfg)
+            full_bright = label_bright_map(read_detector(prev, detector), params, info.tsince, info.exptime)
         size = patches.shape[1]
         for i in rows:
             r, c = int(index["row"][i]), int(index["col"][i])
             bright = None if full_bright is None else full_bright[r : r + size, c : c + size]
-            values = measure_patch(np.asarray(patches[i]), np.asarray(usable[i]), bright, cfg)
+            values = measure_patch(np.asarray(patches[i]), np.asarray(usable[i]), bright, params.label)
             (
                 evidence.signal_pixels[i],
                 evidence.coincidence[i],
@@ -376,7 +376,7 @@ def run_label(params: Params) -> dict[str, Any]:
     patch_dir = params.patches.out
     index = read_index(patch_dir)
     assignments = read_assignments(params.cluster.out, len(index["patch"]))
-    evidence = collect_evidence(patch_dir, cfg)
+    evidence = collect_evidence(patch_dir, params)
     patches, _ = open_patches(patch_dir)
     pixels = patches.shape[1] * patches.shape[2]
     decisions = score_clusters(assignments["cluster"], assignments["group"], evidence, pixels, cfg)

@@ -212,13 +212,14 @@ def _detector_hdus(
 ) -> Iterator[fits.ImageHDU]:
     """MASK and WEIGHT extensions of one exposure, computed one detector at a time."""
     file = str(index["file"][stem_rows[0]])
-    prev, _ = previous_exposure(read_info(file))
+    info = read_info(file)
+    prev, _ = previous_exposure(info)
     detectors = list(dict.fromkeys(index["detector"][stem_rows]))
     for detector in detectors:
         rows = stem_rows[index["detector"][stem_rows] == detector]
         bright = None
         if prev is not None:
-            full = label_bright_map(read_detector(prev, detector), params.label)
+            full = label_bright_map(read_detector(prev, detector), params, info.tsince, info.exptime)
             size = data["patches"].shape[1]
             bright = np.stack(
                 [
