@@ -413,3 +413,18 @@ def test_a_gzip_exposure_in_a_folder_is_predicted(tiny_model: Path, tmp_path: Pa
     with fits.open(out / "sd_2.mask.fits") as hdul:
         assert hdul[0].header["INPUTSHA"] == file_sha256(folder / "sd_2.fits.gz")
         assert hdul["DET11.MASK"].data.shape == (SIDE, SIDE) and hdul["DET11.MASK"].data.any()
+
+
+def test_a_three_channel_model_without_its_law_is_one_line(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = torch.load(tiny_model, weights_only=True)
+    saved["arch"] = {**saved["arch"], "in_channels": 3}
+    bad = tmp_path / "no_law.pt"
+    torch.save(saved, bad)
+    exposure = write_exposure(tmp_path / "exp_l.fits", ("11",), seed=16)
+    status = main(["predict", str(exposure), "--out", str(tmp_path / "pred"), "--model", str(bad)])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1
+    assert err.startswith(f"slewdark predict: error: {bad}: ")
+    assert err.endswith(": a three-channel UNet checkpoint without the law of its third channel\n")

@@ -1,4 +1,4 @@
-"""The UNet's input: the slew dark in noise units and the previous exposure on a fixed fluence scale."""
+"""The UNet's input: the slew dark in noise units, the previous exposure, and the law's persistence."""
 
 from __future__ import annotations
 
@@ -6,16 +6,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from astropy.io import fits
 
 from slewdark.core.normalisation import BrightVeto, Normalisation
+from slewdark.core.persistence_law import PersistenceModel
 from slewdark.core.scaling import Scaling, scale_detector
-from slewdark.inference.unet_input import detector_input
+from slewdark.inference.unet_input import LAW_FULL_SCALE, detector_input
 from slewdark.io.fits import read_detector, read_info
 from slewdark.io.previous import optional_previous_exposure
+from slewdark.training.unet_data import blank_previous
 
 SIDE = 2040
 NORMALISATION = Normalisation(Scaling("channel_row_block", 34, 3.0, -4.0, 100.0), 1e5)
+LAW = PersistenceModel(
+    amplitude=0.017, x0=6e4, dx=5e4, alpha=0.045, gamma=1.0, reference_time=1000.0, full_well=1e5
+)
+WITH_LAW = Normalisation(NORMALISATION.scaling, 1e5, LAW)
 
 
 def write(path: Path, image: np.ndarray, header: dict[str, object], dq: np.ndarray | None = None) -> Path:
@@ -59,6 +66,33 @@ def test_without_prevfile_the_second_channel_is_empty(tmp_path: Path, exposure: 
     x = detector_input(lone, read_detector(lone, "11"), NORMALISATION, 2, None)
     with_prev = detector_input(exposure, read_detector(exposure, "11"), NORMALISATION, 2, None)
     assert not x[1].any() and np.array_equal(x[0], with_prev[0])
+
+
+def test_third_channel_is_the_persistence_the_law_predicts_for_this_dark(exposure: Path) -> None:
+    prev = optional_previous_exposure(read_info(exposure))
+    detector = read_detector(exposure, "11")
+    early = detector_input(exposure, detector, WITH_LAW, 3, prev, (30.0, 300.0))
+    late = detector_input(exposure, detector, WITH_LAW, 3, prev, (1000.0, 50.0))
+    two = detector_input(exposure, detector, NORMALISATION, 2, prev)
+    assert early.shape == (3, SIDE, SIDE) and np.array_equal(early[:2], two)
+    sigma = scale_detector(detector.data, detector.usable, NORMALISATION.scaling).sigma
+    for row, fluence in ((105, 1e4), (205, 1e5), (305, 1e5), (500, 0.0)):  # 305: saturated, delivered as NaN
+        expected = LAW.predict(np.array([fluence]), 30.0, 300.0)[0] / (sigma * LAW_FULL_SCALE)
+        assert early[2, row, 5] == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    assert 0.5 < early[2, 205, 5] < 1.0, "a saturating star: about 3 sigma of persistence in this dark"
+    assert late[2, 205, 5] < early[2, 205, 5] / 10, "a short dark long after holds a fiftieth of it"
+    unknown = detector_input(exposure, detector, WITH_LAW, 3, prev, (None, 300.0))
+    assert not unknown[2].any() and np.array_equal(unknown[1], early[1])
+    assert not detector_input(exposure, detector, WITH_LAW, 3, None, (30.0, 300.0))[1:].any()
+
+
+def test_the_law_travels_with_the_normalisation_and_dropout_blanks_it() -> None:
+    assert Normalisation.from_dict(WITH_LAW.to_dict()) == WITH_LAW
+    older = {key: value for key, value in NORMALISATION.to_dict().items() if key != "law"}
+    assert Normalisation.from_dict(older) == NORMALISATION and NORMALISATION.law is None
+    x = torch.ones(4, 3, 8, 8)
+    blanked = blank_previous(x, 1.0, torch.Generator().manual_seed(0))
+    assert blanked[:, 0].eq(1).all() and not blanked[:, 1:].any(), "both channels come from PREVFILE"
 
 
 def test_bright_veto_removes_cosmic_ray_like_pixels_and_keeps_faint_traces() -> None:

@@ -499,7 +499,9 @@ class UnetParams(Section):
     encoder_depth: int = Field(ge=3, le=5, description="encoder stages; output stride 2**depth")
     encoder_width: int | None = Field(ge=4, description="timm ResNet stem width; null = stock")
     decoder_channels: list[int] = Field(min_length=3, max_length=5, description="deepest first")
-    in_channels: Literal[1, 2] = Field(description="1: slew dark; 2: and the previous exposure")
+    in_channels: Literal[1, 2, 3] = Field(
+        description="1: slew dark; 2: and the previous exposure; 3: and the law's persistence for the dark"
+    )
     prev_full_scale: float = Field(gt=0, description="e-: previous fluence mapped to 1 (log)")
     prev_dropout: float = Field(ge=0, le=1, description="share of tiles without the previous exposure")
     masks: str = Field(description="folder of the pseudo-masks")

@@ -2,11 +2,13 @@
 
     python metrics/experiments/amplitude_range/compare.py            # after: compare.txt
     python metrics/experiments/amplitude_range/compare.py lawmap     # compare_lawmap.txt
+    python metrics/experiments/amplitude_range/compare.py metrics/experiments/law_channel/channel3
 
 ``before_*.json`` are ``metrics/eval.json`` and ``metrics/robustness.json`` of
 commit 6cabdc5; ``<run>_*.json`` the same files from the run (README of this
 record): ``after`` is ``make repro`` with ``simulate.persistence.amplitude_factor:
-[0.5, 30.0]``. The held-out and stress sets hold the same pixels in all runs
+[0.5, 30.0]``. A run with a ``/`` is a path prefix from the current folder, for
+other records. The held-out and stress sets hold the same pixels in all runs
 (their amplitude factor is 1).
 """
 
@@ -55,8 +57,9 @@ def stress_rows(before: dict, after: dict) -> list[str]:
 
 def main() -> None:
     run = sys.argv[1] if len(sys.argv) > 1 else "after"
-    heldout = heldout_rows(load(HERE / "before_eval.json"), load(HERE / f"{run}_eval.json"))
-    stress = stress_rows(load(HERE / "before_robustness.json"), load(HERE / f"{run}_robustness.json"))
+    prefix = run if "/" in run else str(HERE / run)
+    heldout = heldout_rows(load(HERE / "before_eval.json"), load(Path(f"{prefix}_eval.json")))
+    stress = stress_rows(load(HERE / "before_robustness.json"), load(Path(f"{prefix}_robustness.json")))
     print("Held-out set\n\n" + "\n".join(heldout) + "\n\nStress sets\n\n" + "\n".join(stress))
 
 

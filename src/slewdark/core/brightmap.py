@@ -1,6 +1,6 @@
 """The bright map: pixels of a previous exposure bright enough to leave persistence.
 
-How bright is bright enough depends on the dark: the same fluence leaves ten
+How bright is bright enough depends on the dark: the same fluence leaves fifty
 times more persistence in a 300 s dark taken 30 s after the exposure than in a
 50 s dark taken 1000 s after it (the law's ``t^-gamma`` decay). With
 ``label.bright_law`` the level is therefore set per dark, from its ``TSINCE``

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from slewdark.core.persistence_law import PersistenceModel
 from slewdark.core.scaling import Scaling
 
 
@@ -21,19 +22,32 @@ class Normalisation:
         The slew dark's noise scaling.
     prev_full_scale
         Previous-exposure fluence (e-) mapped to 1 (second channel only).
+    law
+        The persistence law that makes the third channel (the persistence it
+        predicts for the dark); None for one- and two-channel models.
     """
 
     scaling: Scaling
     prev_full_scale: float
+    law: PersistenceModel | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, as stored in the checkpoint."""
-        return {"scaling": self.scaling.to_dict(), "prev_full_scale": self.prev_full_scale}
+        return {
+            "scaling": self.scaling.to_dict(),
+            "prev_full_scale": self.prev_full_scale,
+            "law": None if self.law is None else self.law.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Normalisation:
-        """From the checkpoint's ``normalisation`` entry."""
-        return cls(Scaling.from_dict(values["scaling"]), float(values["prev_full_scale"]))
+        """From the checkpoint's ``normalisation`` entry (older ones have no ``law``)."""
+        law = values.get("law")
+        return cls(
+            Scaling.from_dict(values["scaling"]),
+            float(values["prev_full_scale"]),
+            None if law is None else PersistenceModel.from_dict(law),
+        )
 
 
 @dataclass(frozen=True)

@@ -10,22 +10,76 @@ exposure, linear in ``x`` below half well. It is separable in ``x`` and ``t``, s
 charge collected over a dark is the fluence response times the analytic integral
 of the power-law decay.
 
-Two users: the simulator draws persistence from it (:mod:`slewdark.simulate`), and
-the labels ask it from which fluence a given dark can hold persistence at all
-(:func:`fluence_leaving`, :mod:`slewdark.core.brightmap`).
+Three users: the simulator draws persistence from it (:mod:`slewdark.simulate`);
+the labels may ask it from which fluence a given dark can hold persistence at
+all (:func:`fluence_leaving`, :mod:`slewdark.core.brightmap`); and a
+three-channel UNet sees the persistence it predicts for each dark
+(:class:`PersistenceModel`, stored in the checkpoint,
+:mod:`slewdark.inference.unet_input`). The functions take any object with the
+law's six parameters (``simulate.persistence`` or a :class:`PersistenceModel`),
+so prediction needs no ``params.yaml``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 import numpy as np
 from scipy import optimize
 
-from slewdark.config import PersistenceSim
+
+class FermiParameters(Protocol):
+    """The law's parameters (``simulate.persistence`` has them, and so has :class:`PersistenceModel`)."""
+
+    amplitude: float
+    x0: float
+    dx: float
+    alpha: float
+    gamma: float
+    reference_time: float
 
 
-def fermi_response(fluence: np.ndarray, full_well: float, cfg: PersistenceSim) -> np.ndarray:
+@dataclass(frozen=True)
+class PersistenceModel:
+    """The law and the full well, as a checkpoint stores them to predict each dark's persistence.
+
+    Attributes
+    ----------
+    amplitude, x0, dx, alpha, gamma, reference_time
+        The law's parameters (``simulate.persistence``).
+    full_well
+        e-: the law is linear below half of it, and a saturated pixel counts as this.
+    """
+
+    amplitude: float
+    x0: float
+    dx: float
+    alpha: float
+    gamma: float
+    reference_time: float
+    full_well: float
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain dict, as stored in the checkpoint."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PersistenceModel:
+        """From a checkpoint's ``law`` entry."""
+        return cls(**{key: float(value) for key, value in values.items()})
+
+    def predict(self, fluence: np.ndarray, tsince: float, exptime: float) -> np.ndarray:
+        """Electrons (float32) a median pixel releases into the dark, from the fluence it saw.
+
+        Fluence is capped at the full well: an observed previous exposure holds no more.
+        """
+        capped = np.clip(np.asarray(fluence, dtype=np.float32), 0.0, self.full_well)
+        return persistence_signal(capped, self.full_well, tsince, exptime, self)
+
+
+def fermi_response(fluence: np.ndarray, full_well: float, cfg: FermiParameters) -> np.ndarray:
     """Persistence rate (e-/s, float32) at ``t = reference_time`` of pixels that saw ``fluence`` e-.
 
     Above half well: ``A (x/x0)**alpha / (1 + exp(-(x - x0)/dx))``; below it the rate
@@ -45,7 +99,7 @@ def fermi_response(fluence: np.ndarray, full_well: float, cfg: PersistenceSim) -
     return rate
 
 
-def decay_integral(tsince: float, exptime: float, cfg: PersistenceSim) -> float:
+def decay_integral(tsince: float, exptime: float, cfg: FermiParameters) -> float:
     """Integral of ``(t / reference_time) ** -gamma`` over [tsince, tsince + exptime], in s."""
     t0, t1, index, ref = tsince, tsince + exptime, cfg.gamma, cfg.reference_time
     if np.isclose(index, 1.0):
@@ -54,7 +108,7 @@ def decay_integral(tsince: float, exptime: float, cfg: PersistenceSim) -> float:
 
 
 def persistence_signal(
-    fluence: np.ndarray, full_well: float, tsince: float, exptime: float, cfg: PersistenceSim
+    fluence: np.ndarray, full_well: float, tsince: float, exptime: float, cfg: FermiParameters
 ) -> np.ndarray:
     """Persistence electrons collected in a dark of ``exptime`` s starting ``tsince`` s after illumination.
 
@@ -78,7 +132,7 @@ def persistence_signal(
 
 
 def fluence_leaving(
-    electrons: float, full_well: float, tsince: float, exptime: float, cfg: PersistenceSim
+    electrons: float, full_well: float, tsince: float, exptime: float, cfg: FermiParameters
 ) -> float:
     """The fluence (e-) from which a dark collects at least ``electrons`` of persistence.
 

@@ -66,8 +66,9 @@ def unet_method(model_path: Path, params: Params, missing_hint: str) -> MethodFn
     batch_size = params.predict.batch_size
 
     def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
-        prev_path = optional_previous_exposure(info) if model.in_channels == 2 else None
-        image = detector_input(path, detector, model.normalisation, model.in_channels, prev_path)
+        prev_path = optional_previous_exposure(info) if model.in_channels >= 2 else None
+        timing = (info.tsince, info.exptime)
+        image = detector_input(path, detector, model.normalisation, model.in_channels, prev_path, timing)
         prob = predict_probability(
             model.inference_network(), image, model.tile, model.overlap, batch_size, dtype
         )

@@ -192,11 +192,14 @@ def load_unet(model: str | Path, device: torch.device, tracking_uri: str | None 
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(saved, dict) or key not in saved]
     if missing:
         raise SlewdarkError(f"{path}: not a UNet checkpoint, missing {missing}")
+    normalisation = Normalisation.from_dict(saved["normalisation"])
+    if int(saved["arch"].get("in_channels", 1)) == 3 and normalisation.law is None:
+        raise SlewdarkError(f"{path}: a three-channel UNet checkpoint without the law of its third channel")
     network = _checkpoint_network(path, saved).to(device).eval().to(memory_format=torch.channels_last)
     return UnetModel(
         network=network,
         arch=dict(saved["arch"]),
-        normalisation=Normalisation.from_dict(saved["normalisation"]),
+        normalisation=normalisation,
         tile=int(saved["tile"]),
         overlap=int(saved["overlap"]),
         threshold=float(saved["threshold"]),
@@ -345,10 +348,10 @@ def _exposure_layers(
 ) -> Iterator[MaskLayers]:
     """Mask layers of every detector of an exposure, one detector in memory at a time."""
     info = read_info(path)
-    prev_path = optional_previous_exposure(info) if unet.in_channels == 2 else None
+    prev_path = optional_previous_exposure(info) if unet.in_channels >= 2 else None
     for detector in iter_detectors(path):
         if detector.usable.any():
-            layers = _detector_layers(path, detector, unet, options, prev_path)
+            layers = _detector_layers(path, detector, unet, options, prev_path, (info.tsince, info.exptime))
         else:
             log.warning("%s: DET%s: %s, its MASK is all zero", path, detector.detector, NO_USABLE_PIXEL)
             layers = _empty_layers(detector, options)
@@ -358,10 +361,15 @@ def _exposure_layers(
 
 
 def _detector_layers(
-    path: Path, detector: DetectorImage, unet: UnetModel, options: PredictOptions, prev_path: Path | None
+    path: Path,
+    detector: DetectorImage,
+    unet: UnetModel,
+    options: PredictOptions,
+    prev_path: Path | None,
+    timing: tuple[float | None, float | None],
 ) -> MaskLayers:
-    """The mask layers of one detector with usable pixels."""
-    image = detector_input(path, detector, unet.normalisation, unet.in_channels, prev_path)
+    """The mask layers of one detector with usable pixels; ``timing`` is the dark's TSINCE and EXPTIME."""
+    image = detector_input(path, detector, unet.normalisation, unet.in_channels, prev_path, timing)
     dtype = autocast_dtype(unet.device, options.autocast)
     batch_size = options.tile_batch(unet.device)
     prob = predict_probability(unet.inference_network(), image, unet.tile, unet.overlap, batch_size, dtype)

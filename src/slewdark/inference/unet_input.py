@@ -10,6 +10,15 @@ With ``in_channels == 2``, channel 1 is the previous science exposure
 ``log(1 + F / 1000 e-) / log(1 + prev_full_scale / 1000 e-)`` clipped to [0, 1],
 with saturated pixels (DQ SATUR bit, or NaN) at 1: a physical scale, the same
 for every exposure.
+
+With ``in_channels == 3``, channel 2 is the persistence the law stored in the
+checkpoint (:class:`slewdark.core.persistence_law.PersistenceModel`) predicts
+for this dark from that exposure's fluence and the dark's ``TSINCE`` and
+``EXPTIME``, in the dark's own noise units, linear up to ``LAW_FULL_SCALE``
+noise sigmas (:func:`law_channel`). The same fluence leaves fifty times more persistence in
+a long dark soon after the exposure than in a short one long after; only this
+channel tells the network so. Without ``PREVFILE``, or without either time in
+the header, channels 1 and 2 are 0.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from slewdark.core.normalisation import Normalisation
+from slewdark.core.persistence_law import PersistenceModel
 from slewdark.core.scaling import scale_detector
 from slewdark.errors import ContractError
 from slewdark.io.fits import DetectorImage, read_detector
@@ -28,6 +38,10 @@ log = logging.getLogger(__name__)
 
 PREV_SOFTENING = 1000.0
 """e-: the previous exposure's log stretch is linear below this fluence."""
+
+LAW_FULL_SCALE = 4.0
+"""Noise sigmas of predicted persistence mapped to 1 in channel 2: the lab law leaves
+at most about 30 e- (3.5 sigma at 9 e-) in a 300 s dark 30 s after a saturating exposure."""
 
 
 def previous_channel(prev: DetectorImage, full_scale: float) -> np.ndarray:
@@ -38,12 +52,28 @@ def previous_channel(prev: DetectorImage, full_scale: float) -> np.ndarray:
     return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
 
+def law_channel(
+    prev: DetectorImage, law: PersistenceModel, timing: tuple[float, float], sigma: float
+) -> np.ndarray:
+    """The persistence ``law`` predicts for a dark, in noise units ``sigma`` over ``LAW_FULL_SCALE``.
+
+    Saturated pixels of the previous exposure count as a full well, pixels without
+    data as none. 0 means no persistence expected (and no previous exposure).
+    """
+    fluence = np.where(
+        prev.saturated, law.full_well, np.nan_to_num(prev.data, nan=0.0, posinf=0.0, neginf=0.0)
+    )
+    predicted = law.predict(fluence, *timing)
+    return np.clip(predicted / (sigma * LAW_FULL_SCALE), 0.0, 1.0).astype(np.float32)
+
+
 def detector_input(
     source: Path,
     detector: DetectorImage,
     normalisation: Normalisation,
     in_channels: int,
     prev_path: Path | None = None,
+    timing: tuple[float | None, float | None] = (None, None),
 ) -> np.ndarray:
     """The network input of one detector.
 
@@ -56,9 +86,11 @@ def detector_input(
     normalisation
         Scaling settings.
     in_channels
-        1 or 2.
+        1, 2 or 3.
     prev_path
-        Previous exposure file (second channel); None leaves that channel at 0.
+        Previous exposure file (channels 1 and 2); None leaves them at 0.
+    timing
+        The dark's ``TSINCE`` and ``EXPTIME`` (s) for channel 2; 0 there where either is None.
 
     Returns
     -------
@@ -71,12 +103,16 @@ def detector_input(
         When the detector has no usable pixel.
     """
     try:
-        image01 = scale_detector(detector.data, detector.usable, normalisation.scaling).image
+        scaled = scale_detector(detector.data, detector.usable, normalisation.scaling)
     except ValueError as error:
         raise ContractError(source, f"DET{detector.detector}: {error}") from None
-    if in_channels == 1:
-        return image01[None]
-    if prev_path is None:
-        return np.stack([image01, np.zeros_like(image01)])
+    channels = np.zeros((in_channels, *scaled.image.shape), dtype=np.float32)
+    channels[0] = scaled.image
+    if in_channels == 1 or prev_path is None:
+        return channels
     prev = read_detector(prev_path, detector.detector)
-    return np.stack([image01, previous_channel(prev, normalisation.prev_full_scale)])
+    channels[1] = previous_channel(prev, normalisation.prev_full_scale)
+    tsince, exptime = timing
+    if in_channels == 3 and normalisation.law is not None and tsince is not None and exptime is not None:
+        channels[2] = law_channel(prev, normalisation.law, (tsince, exptime), scaled.sigma)
+    return channels

@@ -61,7 +61,7 @@ class UnetModel:
 
     @property
     def in_channels(self) -> int:
-        """1 (slew dark) or 2 (and the previous exposure)."""
+        """1 (slew dark), 2 (and the previous exposure) or 3 (and the law's persistence for the dark)."""
         return int(self.arch.get("in_channels", 1))
 
     @property

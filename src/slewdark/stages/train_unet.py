@@ -46,6 +46,7 @@ from torch.nn import functional
 from slewdark.config import Params, UnetParams, params_sha256
 from slewdark.core.instrument import previous_kind
 from slewdark.core.normalisation import BrightVeto, Normalisation
+from slewdark.core.persistence_law import PersistenceModel
 from slewdark.core.scaling import Scaling
 from slewdark.errors import SlewdarkError
 from slewdark.io.atomic import atomic_path, write_text_atomic
@@ -126,6 +127,22 @@ def arch_kwargs(unet: UnetParams) -> dict[str, Any]:
         "in_channels": unet.in_channels,
         "encoder_width": unet.encoder_width,
     }
+
+
+def input_law(params: Params) -> PersistenceModel | None:
+    """The law of a three-channel model's third channel (``simulate.persistence``, full well), else None."""
+    if params.unet.in_channels != 3:
+        return None
+    law = params.simulate.persistence
+    return PersistenceModel(
+        amplitude=law.amplitude,
+        x0=law.x0,
+        dx=law.dx,
+        alpha=law.alpha,
+        gamma=law.gamma,
+        reference_time=law.reference_time,
+        full_well=params.simulate.detector.full_well,
+    )
 
 
 def split_exposures(
@@ -342,7 +359,9 @@ def run_train_unet(params: Params, labels: Labels = "pseudo") -> Path:
     unet = params.unet
     device = resolve_device(params.device)
     outputs = outputs_for(unet, labels)
-    normalisation = Normalisation(Scaling(**params.scaling.model_dump()), unet.prev_full_scale)
+    normalisation = Normalisation(
+        Scaling(**params.scaling.model_dump()), unet.prev_full_scale, input_law(params)
+    )
     source: LabelSource
     if labels == "truth":
         source = truth_labels(params.evaluate.truth_threshold, params.data.train_truth)

@@ -183,9 +183,10 @@ def build_tile_set(
     weight_tiles: list[np.ndarray] = []
     for exposure in tqdm(exposures, desc="tiles", unit="exposure", leave=False):
         info = read_info(exposure)
-        prev = optional_previous_exposure(info) if in_channels == 2 else None
+        prev = optional_previous_exposure(info) if in_channels >= 2 else None
         for detector in iter_detectors(exposure):
-            image = detector_input(exposure, detector, normalisation, in_channels, prev)
+            timing = (info.tsince, info.exptime)
+            image = detector_input(exposure, detector, normalisation, in_channels, prev, timing)
             label, weight = labels(exposure, detector.detector, detector.usable)
             for r, c in sample_origins(label, weight, tiles_per_detector, tile, positive_fraction, rng):
                 inputs.append(image[:, r : r + tile, c : c + tile].copy())
@@ -241,16 +242,16 @@ def augment(
 
 
 def blank_previous(x: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
-    """Zero the previous-exposure channel (1) of a random share of the samples.
+    """Zero the channels made from the previous exposure (1 and on) of a random share of the samples.
 
-    A two-channel model must also work where ``PREVFILE`` is unknown (the data
-    contract makes it optional), when the second channel is empty.
+    A two- or three-channel model must also work where ``PREVFILE`` is unknown
+    (the data contract makes it optional), when those channels are empty.
     """
     if x.shape[1] < 2 or probability <= 0:
         return x
     chosen = torch.rand(len(x), generator=generator) < probability
     x = x.clone()
-    x[chosen, 1] = 0.0
+    x[chosen, 1:] = 0.0
     return x
 
 
