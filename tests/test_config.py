@@ -66,7 +66,7 @@ def test_bad_replaced_simulate_key_is_named_at_load(overrides: dict, fragment: s
         ("simulate.detector.ipc", 0.5, "less than or equal to 0.05"),
         ("device", "tpu", "device"),
         ("simulate.unknown_key", 1, "unknown key"),
-        ("label.bright_law.electrons", 0.0, "label.bright_law.electrons"),
+        ("label.bright_law", {"electrons": 0.0, "amplitude_factor": 30.0}, "label.bright_law.electrons"),
         ("label.bright_law", {"electrons": 9.0}, "amplitude_factor"),
     ],
 )
