@@ -68,6 +68,9 @@ def test_bad_replaced_simulate_key_is_named_at_load(overrides: dict, fragment: s
         ("simulate.unknown_key", 1, "unknown key"),
         ("label.bright_law", {"electrons": 0.0, "amplitude_factor": 30.0}, "label.bright_law.electrons"),
         ("label.bright_law", {"electrons": 9.0}, "amplitude_factor"),
+        ("label.bright_law.electrons", 9.0, "amplitude_factor"),
+        ("law_fit.mask_sigma", 0.0, "law_fit.mask_sigma"),
+        ("law_fit.fluence_median", 0, "law_fit.fluence_median"),
     ],
 )
 def test_bad_value_names_the_key(dotted: str, value: object, fragment: str) -> None:
@@ -77,6 +80,12 @@ def test_bad_value_names_the_key(dotted: str, value: object, fragment: str) -> N
     assert fragment in message
     assert dotted.split(".")[-1] in message
     assert "params.yaml" in message
+
+
+def test_an_override_may_set_one_key_inside_a_section_that_is_null() -> None:
+    overrides = {"label.bright_law.electrons": 9.0, "label.bright_law.amplitude_factor": 30.0}
+    params = load_params(REPO / "params.yaml", overrides)
+    assert params.label.bright_law is not None and params.label.bright_law.amplitude_factor == 30.0
 
 
 def test_missing_key_is_reported() -> None:

@@ -118,6 +118,7 @@ def test_first_repro_runs_every_stage_and_ends_with_the_evaluation(pipeline) -> 
     assert set(evaluation["methods"]) == {
         "unet",
         "physics",
+        "law_fit",
         "heuristic_segmentation",
         "unet_heuristic",
         "unet_neighbourhood",

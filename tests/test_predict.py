@@ -14,6 +14,8 @@ import torch
 from astropy.io import fits
 
 from slewdark.cli import main
+from slewdark.config import load_params
+from slewdark.core.law_fit import law_fit_settings, persistence_model
 from slewdark.core.normalisation import BrightVeto, Normalisation
 from slewdark.core.scaling import Scaling
 from slewdark.inference.predict import (
@@ -77,13 +79,20 @@ def save_tiny_model(path: Path) -> Path:
 
 
 def save_model(path: Path, arch: dict) -> Path:
-    """Write a seeded, untrained checkpoint of ``arch`` whose median logit on noise is 0."""
+    """Write a seeded, untrained checkpoint of ``arch`` whose median logit on noise is 0.
+
+    A three-channel one carries ``params.yaml``'s law and fit settings, as training stores them.
+    """
     torch.manual_seed(0)
     network = build_unet(**arch).eval()
+    law = law_fit = None
+    if arch["in_channels"] == 3:
+        params = load_params(REPO / "params.yaml")
+        law, law_fit = persistence_model(params), law_fit_settings(params)
     unet = UnetModel(
         network=network,
         arch=arch,
-        normalisation=Normalisation(SCALING, 1e5),
+        normalisation=Normalisation(SCALING, 1e5, law, law_fit),
         tile=1024,
         overlap=32,
         threshold=0.5,
@@ -427,4 +436,6 @@ def test_a_three_channel_model_without_its_law_is_one_line(
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1
     assert err.startswith(f"slewdark predict: error: {bad}: ")
-    assert err.endswith(": a three-channel UNet checkpoint without the law of its third channel\n")
+    assert err.endswith(
+        ": a three-channel UNet checkpoint without the law (and its fit) of its third channel\n"
+    )

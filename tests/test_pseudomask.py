@@ -157,6 +157,29 @@ def test_patch_weights_follow_the_confidence_rules(world: Params) -> None:
     assert unknown[2, 1, 1] == 0.1 and unknown[0, 1, 1] == 1.0
 
 
+def test_law_pixels_join_the_labels_of_persistence_patches_only(world: Params) -> None:
+    weight_cfg = world.pseudomask.weight.model_copy(update={"uncertain": 0.25, "outside": 0.1})
+    patches = np.full((3, 8, 8), 0.3, np.float32)  # flat: the segmentation finds nothing
+    usable = np.ones((3, 8, 8), bool)
+    usable[:, 6, 6] = False
+    bright = np.zeros((3, 8, 8), bool)
+    bright[:, :4] = True
+    law = np.zeros((3, 8, 8), bool)
+    law[:, 2:7, 6] = True  # the scaled law reaches the noise here, inside and outside the bright map
+    persistence, confident = np.array([True, True, False]), np.array([True, False, False])
+    args = (patches, usable, bright, persistence, confident, world.pseudomask.segment, weight_cfg)
+    plain_masks, plain_weights = patch_products(*args)
+    masks, weights = patch_products(*args, law=law)
+    assert not plain_masks.any() and (plain_weights[:, 5, 6] == 1.0).all()
+    assert masks[0].sum() == masks[1].sum() == 4 and masks[0, 2:6, 6].all() and not masks[0, 6, 6]
+    assert not masks[2].any(), "a patch outside the persistence clusters gets no law label"
+    assert weights[0, 5, 6] == 1.0 and weights[1, 5, 6] == 0.25, "the patch's confidence, not certainty"
+    assert weights[2, 5, 6] == 0.1, "outside: where the law expects persistence, label 0 is not certain"
+    assert (weights[:, 5, 0] == 1.0).all() and (weights[:, 6, 6] == 0.0).all()
+    masks, weights = patch_products(*args, law=law, law_everywhere=True)
+    assert masks[2].sum() == 4 and weights[2, 5, 6] == 1.0 and weights[1, 5, 6] == 1.0, "every patch, certain"
+
+
 def test_read_pseudo_mask_names_the_file_and_the_missing_layer(tmp_path: Path) -> None:
     from slewdark.errors import ContractError
 

@@ -55,7 +55,7 @@ def test_stress_sets_are_simulated_and_scored(tracked: Path) -> None:
     for result in metrics["sets"].values():
         assert result["data"]["exposures"] == 1 and result["data"]["detectors"] == 1
         assert result["strong_level"] == pytest.approx(3 * 9.0)
-        assert list(result["methods"]) == ["unet", "physics"]
+        assert list(result["methods"]) == ["unet", "physics", "law_fit"]
         for figures in result["methods"].values():
             assert set(figures) == FIGURES
             assert all(0.0 <= figures[key] <= 1.0 for key in FIGURES - {"f1_delta"})
@@ -67,7 +67,7 @@ def test_stress_sets_are_simulated_and_scored(tracked: Path) -> None:
 
     table = (tracked / "metrics" / "robustness_table.md").read_text()
     assert "| recall >= 3 sigma |" in table and "| clean px flagged |" in table
-    assert sum(line.startswith("| cosmic_rays_x3 |") for line in table.splitlines()) == 2
+    assert sum(line.startswith("| cosmic_rays_x3 |") for line in table.splitlines()) == 3
     runs = mlflow.search_runs(experiment_names=["slewdark"], filter_string="tags.`dvc.stage` = 'robustness'")
     assert len(runs) == 1
     assert runs.loc[0, "metrics.cosmic_rays_x3.unet.f1"] == pytest.approx(stressed["unet"]["f1"])

@@ -9,10 +9,11 @@ import pytest
 import torch
 from astropy.io import fits
 
+from slewdark.core.law_fit import LawFitSettings
 from slewdark.core.normalisation import BrightVeto, Normalisation
 from slewdark.core.persistence_law import PersistenceModel
 from slewdark.core.scaling import Scaling, scale_detector
-from slewdark.inference.unet_input import LAW_FULL_SCALE, detector_input
+from slewdark.inference.unet_input import detector_input, squash_positive
 from slewdark.io.fits import read_detector, read_info
 from slewdark.io.previous import optional_previous_exposure
 from slewdark.training.unet_data import blank_previous
@@ -22,7 +23,7 @@ NORMALISATION = Normalisation(Scaling("channel_row_block", 34, 3.0, -4.0, 100.0)
 LAW = PersistenceModel(
     amplitude=0.017, x0=6e4, dx=5e4, alpha=0.045, gamma=1.0, reference_time=1000.0, full_well=1e5
 )
-WITH_LAW = Normalisation(NORMALISATION.scaling, 1e5, LAW)
+WITH_LAW = Normalisation(NORMALISATION.scaling, 1e5, LAW, LawFitSettings(1, 0.5, 4.0, 5, 50, 1.0))
 
 
 def write(path: Path, image: np.ndarray, header: dict[str, object], dq: np.ndarray | None = None) -> Path:
@@ -38,15 +39,25 @@ def write(path: Path, image: np.ndarray, header: dict[str, object], dq: np.ndarr
     return path
 
 
+def previous_fluence() -> tuple[np.ndarray, np.ndarray]:
+    """Short bands of 1e4 e-, of saturation (SATUR bit) and of saturation delivered as NaN.
+
+    Three rows by 400 columns, like a trace: the slew dark's background (row and
+    34 px block medians) would take whole rows or wide bands for background.
+    """
+    fluence = np.zeros((SIDE, SIDE))
+    fluence[100:103, :400] = 1e4
+    fluence[200:203, :400] = 1e5
+    dq = np.zeros((SIDE, SIDE), np.uint32)
+    dq[200:203, :400] = 1 << 10
+    fluence[300:303, :400] = np.nan
+    return fluence, dq
+
+
 @pytest.fixture
 def exposure(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
-    fluence = np.zeros((SIDE, SIDE))
-    fluence[100:110, :] = 1e4
-    fluence[200:210, :] = 1e5
-    dq = np.zeros((SIDE, SIDE), np.uint32)
-    dq[200:210, :] = 1 << 10
-    fluence[300:310, :] = np.nan  # saturated, delivered as NaN
+    fluence, dq = previous_fluence()
     write(tmp_path / "a.prev.fits", fluence, {"OBS_ID": "prev"}, dq)
     return write(tmp_path / "a.fits", 9.0 * rng.standard_normal((SIDE, SIDE)), {"PREVFILE": "a.prev.fits"})
 
@@ -56,8 +67,8 @@ def test_previous_exposure_is_on_a_fixed_log_scale_with_saturation_at_one(exposu
     prev = optional_previous_exposure(info)
     x = detector_input(exposure, read_detector(exposure, "11"), NORMALISATION, 2, prev)
     assert x.shape == (2, SIDE, SIDE) and x.dtype == np.float32
-    assert x[1, 105, 5] == pytest.approx(np.log1p(10.0) / np.log1p(100.0), rel=1e-5)
-    assert x[1, 205, 5] == 1.0 and x[1, 305, 5] == 1.0 and x[1, 500, 5] == 0.0
+    assert x[1, 101, 5] == pytest.approx(np.log1p(10.0) / np.log1p(100.0), rel=1e-5)
+    assert x[1, 201, 5] == 1.0 and x[1, 301, 5] == 1.0 and x[1, 500, 5] == 0.0
 
 
 def test_without_prevfile_the_second_channel_is_empty(tmp_path: Path, exposure: Path) -> None:
@@ -68,27 +79,39 @@ def test_without_prevfile_the_second_channel_is_empty(tmp_path: Path, exposure: 
     assert not x[1].any() and np.array_equal(x[0], with_prev[0])
 
 
-def test_third_channel_is_the_persistence_the_law_predicts_for_this_dark(exposure: Path) -> None:
-    prev = optional_previous_exposure(read_info(exposure))
-    detector = read_detector(exposure, "11")
-    early = detector_input(exposure, detector, WITH_LAW, 3, prev, (30.0, 300.0))
-    late = detector_input(exposure, detector, WITH_LAW, 3, prev, (1000.0, 50.0))
-    two = detector_input(exposure, detector, NORMALISATION, 2, prev)
-    assert early.shape == (3, SIDE, SIDE) and np.array_equal(early[:2], two)
-    sigma = scale_detector(detector.data, detector.usable, NORMALISATION.scaling).sigma
-    for row, fluence in ((105, 1e4), (205, 1e5), (305, 1e5), (500, 0.0)):  # 305: saturated, delivered as NaN
-        expected = LAW.predict(np.array([fluence]), 30.0, 300.0)[0] / (sigma * LAW_FULL_SCALE)
-        assert early[2, row, 5] == pytest.approx(expected, rel=1e-5, abs=1e-7)
-    assert 0.5 < early[2, 205, 5] < 1.0, "a saturating star: about 3 sigma of persistence in this dark"
-    assert late[2, 205, 5] < early[2, 205, 5] / 10, "a short dark long after holds a fiftieth of it"
-    unknown = detector_input(exposure, detector, WITH_LAW, 3, prev, (None, 300.0))
-    assert not unknown[2].any() and np.array_equal(unknown[1], early[1])
-    assert not detector_input(exposure, detector, WITH_LAW, 3, None, (30.0, 300.0))[1:].any()
+def test_third_channel_is_the_law_scaled_to_this_dark(tmp_path: Path) -> None:
+    fluence, dq = previous_fluence()
+    write(tmp_path / "p.prev.fits", fluence, {"OBS_ID": "prev"}, dq)
+    lab = LAW.predict(np.where(np.isnan(fluence), 1e5, fluence), 30.0, 300.0)
+    rng = np.random.default_rng(0)
+    darks = {}
+    for amplitude in (0.0, 1.0, 10.0):  # none, the lab law, ten times it
+        image = 9.0 * rng.standard_normal((SIDE, SIDE)) + amplitude * lab
+        path = write(tmp_path / f"d{amplitude:g}.fits", image, {"PREVFILE": "p.prev.fits"})
+        prev = optional_previous_exposure(read_info(path))
+        darks[amplitude] = detector_input(path, read_detector(path, "11"), WITH_LAW, 3, prev, (30.0, 300.0))
+        two = detector_input(path, read_detector(path, "11"), NORMALISATION, 2, prev)
+        assert np.array_equal(darks[amplitude][:2], two)
+    sigma = scale_detector(
+        read_detector(path, "11").data, np.ones((SIDE, SIDE), bool), NORMALISATION.scaling
+    ).sigma
+    for row in (101, 201, 301):  # 301: saturated, delivered as NaN
+        expected = squash_positive(np.array([10.0 * lab[row, 5] / sigma]), NORMALISATION.scaling)[0]
+        assert darks[10.0][2, row, 5] == pytest.approx(expected, rel=0.05), (
+            "the dark's own amplitude, not the lab's"
+        )
+        assert darks[10.0][2, row, 5] > darks[1.0][2, row, 5] > darks[0.0][2, row, 5]
+    assert darks[0.0][2].max() < 0.05 and darks[10.0][2, 500, 5] == 0.0, "no persistence: channel at 0"
+    path = tmp_path / "d10.fits"
+    detector, prev = read_detector(path, "11"), optional_previous_exposure(read_info(path))
+    unknown = detector_input(path, detector, WITH_LAW, 3, prev, (None, 300.0))
+    assert not unknown[2].any() and np.array_equal(unknown[1], darks[10.0][1])
+    assert not detector_input(path, detector, WITH_LAW, 3, None, (30.0, 300.0))[1:].any()
 
 
 def test_the_law_travels_with_the_normalisation_and_dropout_blanks_it() -> None:
     assert Normalisation.from_dict(WITH_LAW.to_dict()) == WITH_LAW
-    older = {key: value for key, value in NORMALISATION.to_dict().items() if key != "law"}
+    older = {key: value for key, value in NORMALISATION.to_dict().items() if key not in ("law", "law_fit")}
     assert Normalisation.from_dict(older) == NORMALISATION and NORMALISATION.law is None
     x = torch.ones(4, 3, 8, 8)
     blanked = blank_previous(x, 1.0, torch.Generator().manual_seed(0))

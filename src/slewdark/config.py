@@ -500,7 +500,7 @@ class UnetParams(Section):
     encoder_width: int | None = Field(ge=4, description="timm ResNet stem width; null = stock")
     decoder_channels: list[int] = Field(min_length=3, max_length=5, description="deepest first")
     in_channels: Literal[1, 2, 3] = Field(
-        description="1: slew dark; 2: and the previous exposure; 3: and the law's persistence for the dark"
+        description="1: slew dark; 2: and the previous exposure; 3: and the law scaled to the dark (law_fit)"
     )
     prev_full_scale: float = Field(gt=0, description="e-: previous fluence mapped to 1 (log)")
     prev_dropout: float = Field(ge=0, le=1, description="share of tiles without the previous exposure")
@@ -577,7 +577,13 @@ class PhysicsBaselineParams(Section):
 
 
 Baseline = Literal[
-    "physics", "heuristic_segmentation", "unet_heuristic", "unet_neighbourhood", "unet_truth", "astroscrappy"
+    "physics",
+    "law_fit",
+    "heuristic_segmentation",
+    "unet_heuristic",
+    "unet_neighbourhood",
+    "unet_truth",
+    "astroscrappy",
 ]
 
 
@@ -678,6 +684,17 @@ class PseudomaskQualityParams(Section):
     sample_detectors: int = Field(ge=0, description="detectors drawn in pictures")
 
 
+class LawFitParams(Section):
+    """The persistence law scaled to each dark (:mod:`slewdark.core.law_fit`)."""
+
+    fluence_median: int = Field(ge=1, description="px: median filter of the previous exposure; 1 = none")
+    min_predicted: float = Field(gt=0, description="e-: pixels fitted: the lab law predicts at least this")
+    clip_sigma: float = Field(gt=0, description="noise sigmas: pixels further from the fit are left out")
+    iterations: int = Field(ge=1, description="clipped least-squares passes")
+    min_pixels: int = Field(ge=1, description="fewer pixels to fit: the lab law's scale, 1")
+    mask_sigma: float = Field(gt=0, description="noise sigmas of prediction flagged (baseline, labels)")
+
+
 class PseudomaskParams(Section):
     """Pseudo-label masks from the persistence clusters (``pseudomask`` stage)."""
 
@@ -686,6 +703,10 @@ class PseudomaskParams(Section):
         description="persistence patches: those of persistence clusters, or also those in their neighbourhood"
     )
     segment: SegmentParams
+    law: Literal["none", "clusters", "everywhere", "only"] = Field(
+        description="also label where the law scaled to the dark reaches law_fit.mask_sigma: nowhere, in "
+        "persistence-cluster patches, in every patch, or label only there (no segmentation)"
+    )
     weight: PseudomaskWeightParams
     quality: PseudomaskQualityParams
 
@@ -753,6 +774,7 @@ class Params(Section):
     unet: UnetParams
     predict: PredictParams
     evaluate: EvaluateParams
+    law_fit: LawFitParams
     label: LabelParams
     pseudomask: PseudomaskParams
     ablation: AblationParams
@@ -902,11 +924,19 @@ def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | N
 
 
 def set_dotted(mapping: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``mapping["a"]["b"] = value`` for ``dotted == "a.b"``, creating levels."""
+    """Set ``mapping["a"]["b"] = value`` for ``dotted == "a.b"``, creating levels (also over a null one).
+
+    Raises
+    ------
+    AttributeError, TypeError
+        When a level on the way is a value, not a mapping.
+    """
     *parents, leaf = dotted.split(".")
     node = mapping
     for key in parents:
-        node = node.setdefault(key, {})
+        if node.get(key) is None:
+            node[key] = {}
+        node = node[key]
     node[leaf] = value
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from slewdark.core.law_fit import LawFitSettings
 from slewdark.core.persistence_law import PersistenceModel
 from slewdark.core.scaling import Scaling
 
@@ -24,12 +25,15 @@ class Normalisation:
         Previous-exposure fluence (e-) mapped to 1 (second channel only).
     law
         The persistence law that makes the third channel (the persistence it
-        predicts for the dark); None for one- and two-channel models.
+        predicts for the dark, scaled to the dark); None for one- and two-channel models.
+    law_fit
+        How the law is scaled to each dark (:mod:`slewdark.core.law_fit`); None with ``law``.
     """
 
     scaling: Scaling
     prev_full_scale: float
     law: PersistenceModel | None = None
+    law_fit: LawFitSettings | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, as stored in the checkpoint."""
@@ -37,16 +41,18 @@ class Normalisation:
             "scaling": self.scaling.to_dict(),
             "prev_full_scale": self.prev_full_scale,
             "law": None if self.law is None else self.law.to_dict(),
+            "law_fit": None if self.law_fit is None else self.law_fit.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Normalisation:
-        """From the checkpoint's ``normalisation`` entry (older ones have no ``law``)."""
-        law = values.get("law")
+        """From the checkpoint's ``normalisation`` entry (older ones have no ``law`` and ``law_fit``)."""
+        law, law_fit = values.get("law"), values.get("law_fit")
         return cls(
             Scaling.from_dict(values["scaling"]),
             float(values["prev_full_scale"]),
             None if law is None else PersistenceModel.from_dict(law),
+            None if law_fit is None else LawFitSettings.from_dict(law_fit),
         )
 
 

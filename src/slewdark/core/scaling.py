@@ -111,11 +111,24 @@ class Scaling:
 
 @dataclass(frozen=True)
 class ScaledDetector:
-    """A detector in noise units and the two numbers that took it there."""
+    """A detector in noise units, the two numbers that took it there, and its background-free electrons.
+
+    Attributes
+    ----------
+    image
+        float32 network input in [0, 1].
+    background
+        The median level (e-) removed first.
+    sigma
+        The noise (e-) that one unit of ``z`` is.
+    residual
+        float32 electrons with every background term removed; 0 where unusable.
+    """
 
     image: np.ndarray
     background: float
     sigma: float
+    residual: np.ndarray
 
 
 def _difference_sigma(image: np.ndarray, usable: np.ndarray) -> float:
@@ -276,8 +289,7 @@ def scale_detector(image: np.ndarray, usable: np.ndarray, scaling: Scaling) -> S
     Returns
     -------
     ScaledDetector
-        ``image``: float32 in [0, 1]; ``background``: the median level removed
-        first (e-); ``sigma``: the noise (e-) that one unit of ``z`` is.
+        The input in [0, 1], and the background, noise and residual it was made from.
 
     Raises
     ------
@@ -294,5 +306,6 @@ def scale_detector(image: np.ndarray, usable: np.ndarray, scaling: Scaling) -> S
         quiet = source_free(residual, usable, sigma, scaling)
         residual = remove_background(image - level, usable, scaling.background, scaling.block, quiet)
         sigma = noise_sigma(residual, quiet)
-    z = np.where(usable, residual / sigma, 0.0)
-    return ScaledDetector(image=scaling.squash(z), background=level, sigma=sigma)
+    residual = np.where(usable, residual, 0.0)
+    image = scaling.squash(residual / sigma)
+    return ScaledDetector(image=image, background=level, sigma=sigma, residual=residual.astype(np.float32))

@@ -1,4 +1,4 @@
-"""The baselines the UNet is compared with: astroscrappy, the physics rule and the heuristic segmentation."""
+"""The UNet's baselines: astroscrappy, the physics rule, the law fit and the heuristic segmentation."""
 
 from __future__ import annotations
 
@@ -91,6 +91,27 @@ def physics_method(cfg: PhysicsBaselineParams) -> MethodFn:
 
     def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
         return physics_mask(previous_detector(info, detector.detector), detector.data.shape, cfg), None
+
+    return run
+
+
+def law_fit_method(params: Params) -> MethodFn:
+    """The lab persistence law scaled to each dark (:mod:`slewdark.core.law_fit`), flagged at ``mask_sigma``.
+
+    Nothing is flagged without a previous exposure or without the dark's ``TSINCE`` and ``EXPTIME``.
+    """
+    from slewdark.core.law_fit import fit_dark, law_fit_settings, persistence_model
+    from slewdark.core.scaling import Scaling
+
+    law, settings = persistence_model(params), law_fit_settings(params)
+    scaling = Scaling(**params.scaling.model_dump())
+
+    def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
+        prev = previous_detector(info, detector.detector)
+        if prev is None or info.tsince is None or info.exptime is None:
+            return np.zeros(detector.data.shape, bool), None
+        fit = fit_dark(detector, prev, law, (info.tsince, info.exptime), settings, scaling)
+        return fit.mask(settings.mask_sigma) & detector.usable, None
 
     return run
 

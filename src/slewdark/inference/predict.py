@@ -193,8 +193,12 @@ def load_unet(model: str | Path, device: torch.device, tracking_uri: str | None 
     if missing:
         raise SlewdarkError(f"{path}: not a UNet checkpoint, missing {missing}")
     normalisation = Normalisation.from_dict(saved["normalisation"])
-    if int(saved["arch"].get("in_channels", 1)) == 3 and normalisation.law is None:
-        raise SlewdarkError(f"{path}: a three-channel UNet checkpoint without the law of its third channel")
+    if int(saved["arch"].get("in_channels", 1)) == 3 and (
+        normalisation.law is None or normalisation.law_fit is None
+    ):
+        raise SlewdarkError(
+            f"{path}: a three-channel UNet checkpoint without the law (and its fit) of its third channel"
+        )
     network = _checkpoint_network(path, saved).to(device).eval().to(memory_format=torch.channels_last)
     return UnetModel(
         network=network,

@@ -14,11 +14,13 @@ for every exposure.
 With ``in_channels == 3``, channel 2 is the persistence the law stored in the
 checkpoint (:class:`slewdark.core.persistence_law.PersistenceModel`) predicts
 for this dark from that exposure's fluence and the dark's ``TSINCE`` and
-``EXPTIME``, in the dark's own noise units, linear up to ``LAW_FULL_SCALE``
-noise sigmas (:func:`law_channel`). The same fluence leaves fifty times more persistence in
-a long dark soon after the exposure than in a short one long after; only this
-channel tells the network so. Without ``PREVFILE``, or without either time in
-the header, channels 1 and 2 are 0.
+``EXPTIME``, scaled to the dark itself (:mod:`slewdark.core.law_fit`, settings
+also stored), in the dark's noise units with the slew dark's asinh softening,
+0 for none and 1 at ``scaling.high_sigma`` (:func:`law_channel`). The same
+fluence leaves fifty times more persistence in a long dark soon after the
+exposure than in a short one long after, and detectors differ several-fold in
+amplitude; only this channel tells the network so. Without ``PREVFILE``, or
+without either time in the header, channels 1 and 2 are 0.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from slewdark.core.law_fit import scale_law
 from slewdark.core.normalisation import Normalisation
-from slewdark.core.persistence_law import PersistenceModel
-from slewdark.core.scaling import scale_detector
+from slewdark.core.scaling import ScaledDetector, Scaling, scale_detector
 from slewdark.errors import ContractError
 from slewdark.io.fits import DetectorImage, read_detector
 
@@ -38,10 +40,6 @@ log = logging.getLogger(__name__)
 
 PREV_SOFTENING = 1000.0
 """e-: the previous exposure's log stretch is linear below this fluence."""
-
-LAW_FULL_SCALE = 4.0
-"""Noise sigmas of predicted persistence mapped to 1 in channel 2: the lab law leaves
-at most about 30 e- (3.5 sigma at 9 e-) in a 300 s dark 30 s after a saturating exposure."""
 
 
 def previous_channel(prev: DetectorImage, full_scale: float) -> np.ndarray:
@@ -53,18 +51,29 @@ def previous_channel(prev: DetectorImage, full_scale: float) -> np.ndarray:
 
 
 def law_channel(
-    prev: DetectorImage, law: PersistenceModel, timing: tuple[float, float], sigma: float
+    scaled: ScaledDetector,
+    usable: np.ndarray,
+    prev: DetectorImage,
+    normalisation: Normalisation,
+    timing: tuple[float, float],
 ) -> np.ndarray:
-    """The persistence ``law`` predicts for a dark, in noise units ``sigma`` over ``LAW_FULL_SCALE``.
+    """The persistence the stored law, scaled to this dark, predicts for it, in [0, 1].
 
-    Saturated pixels of the previous exposure count as a full well, pixels without
-    data as none. 0 means no persistence expected (and no previous exposure).
+    ``asinh(z / softening) / asinh(high_sigma / softening)`` of the prediction ``z``
+    in noise sigmas (``normalisation.scaling``), so no persistence is 0.
     """
-    fluence = np.where(
-        prev.saturated, law.full_well, np.nan_to_num(prev.data, nan=0.0, posinf=0.0, neginf=0.0)
-    )
-    predicted = law.predict(fluence, *timing)
-    return np.clip(predicted / (sigma * LAW_FULL_SCALE), 0.0, 1.0).astype(np.float32)
+    law, settings = normalisation.law, normalisation.law_fit
+    if law is None or settings is None:
+        raise ValueError("a three-channel input needs the law and its fit in the normalisation")
+    fit = scale_law(scaled, usable, prev, law, timing, settings)
+    return squash_positive(fit.predicted / fit.sigma, normalisation.scaling)
+
+
+def squash_positive(z: np.ndarray, scaling: Scaling) -> np.ndarray:
+    """Non-negative noise units to [0, 1] with the slew dark's softening: 0 stays 0, ``high_sigma`` is 1."""
+    softening, high = scaling.softening, scaling.high_sigma
+    squashed = np.arcsinh(np.maximum(z, 0.0) / softening) / np.arcsinh(high / softening)
+    return np.clip(squashed, 0.0, 1.0).astype(np.float32)
 
 
 def detector_input(
@@ -113,6 +122,7 @@ def detector_input(
     prev = read_detector(prev_path, detector.detector)
     channels[1] = previous_channel(prev, normalisation.prev_full_scale)
     tsince, exptime = timing
-    if in_channels == 3 and normalisation.law is not None and tsince is not None and exptime is not None:
-        channels[2] = law_channel(prev, normalisation.law, (tsince, exptime), scaled.sigma)
+    if in_channels == 3 and tsince is not None and exptime is not None:
+        usable = detector.usable & np.isfinite(detector.data)
+        channels[2] = law_channel(scaled, usable, prev, normalisation, (tsince, exptime))
     return channels

@@ -10,6 +10,10 @@ same usable pixels, with the same metrics (:mod:`slewdark.core.metrics`):
   pixels where the previous exposure (``PREVFILE``) saturated or its
   median-filtered fluence reached ``evaluate.physics.level``, grown by
   ``evaluate.physics.dilation`` px; nothing without a previous exposure;
+- ``law_fit``: the lab persistence law scaled to each dark
+  (:mod:`slewdark.core.law_fit`): the slope of the dark's electrons on the
+  persistence the law predicts from ``PREVFILE``, ``TSINCE`` and ``EXPTIME``,
+  flagged where the scaled prediction reaches ``law_fit.mask_sigma`` noise sigmas;
 - ``heuristic_segmentation``: a cluster-free heuristic, the study's
   segmentation (:mod:`slewdark.core.segment`) of every whole held-out detector gated
   on the previous exposure's bright map (not the pseudo-masks the UNet learned
@@ -69,7 +73,12 @@ from slewdark.core.metrics import (
     tpr_key,
 )
 from slewdark.errors import SlewdarkError
-from slewdark.evaluation.baselines import astroscrappy_method, heuristic_segmentation_method, physics_method
+from slewdark.evaluation.baselines import (
+    astroscrappy_method,
+    heuristic_segmentation_method,
+    law_fit_method,
+    physics_method,
+)
 from slewdark.evaluation.methods import MethodFn, prediction_method, unet_method
 from slewdark.evaluation.scoring import markdown_table, score_exposures
 from slewdark.io.atomic import write_text_atomic
@@ -139,6 +148,7 @@ def build_methods(params: Params, exposures: list[Path]) -> dict[str, MethodFn]:
     builders: dict[str, Callable[[], MethodFn]] = {
         PRODUCT: lambda: prediction_method(Path(params.predict.out), exposures),
         "physics": lambda: physics_method(cfg.physics),
+        "law_fit": lambda: law_fit_method(params),
         "heuristic_segmentation": lambda: heuristic_segmentation_method(params),
         **{f"unet_{labels}": variant_method(params, labels) for labels in (*ABLATION_LABELS, "truth")},
         "astroscrappy": lambda: astroscrappy_method(cfg.astroscrappy),

@@ -16,6 +16,12 @@ For every exposure of ``index.csv`` and each of its detectors:
    fluence at ``label.bright_level``, grown by ``label.bright_dilation``:
    :func:`slewdark.core.brightmap.bright_map`): persistence cannot appear anywhere else, so this
    removes cosmic rays and noise blobs that the segmentation kept;
+   with ``pseudomask.law: clusters`` the pixels of persistence patches where the
+   lab law scaled to the dark (:mod:`slewdark.core.law_fit`) reaches
+   ``law_fit.mask_sigma`` noise sigmas are added: the faint persistence that no
+   per-pixel threshold can separate from noise, wherever the dark's own
+   amplitude puts it, including below ``label.bright_level``; with
+   ``everywhere``, those of every patch, with weight 1;
 3. patches are put back at their ``row``/``col`` in the 2040 x 2040 frame. The
    channels (horizontal bands) are thereby concatenated; where patches overlap
    (``stride < size``) the detector mask is the **maximum** of the patch masks (a
@@ -57,9 +63,13 @@ from slewdark.config import Params, PseudomaskWeightParams, SegmentParams
 from slewdark.core.brightmap import label_bright_map
 from slewdark.core.heuristic import segment_floor
 from slewdark.core.instrument import ACTIVE_SIZE
+from slewdark.core.law_fit import fit_dark, law_fit_settings, persistence_model
+from slewdark.core.patch_grid import cut_patches
+from slewdark.core.scaling import Scaling
 from slewdark.core.segment import segment
+from slewdark.errors import ContractError
 from slewdark.io.clusters import read_assignments, read_labels
-from slewdark.io.fits import read_detector, read_info, write_fits_atomic
+from slewdark.io.fits import DetectorImage, read_detector, read_info, write_fits_atomic
 from slewdark.io.patches import open_patches
 from slewdark.io.previous import previous_exposure
 from slewdark.io.pseudomasks import pseudo_mask_hdus, pseudo_mask_header, pseudo_mask_path
@@ -113,6 +123,9 @@ def patch_products(
     segment_cfg: SegmentParams,
     weight_cfg: PseudomaskWeightParams,
     floor: float = -np.inf,
+    law: np.ndarray | None = None,
+    law_everywhere: bool = False,
+    law_only: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mask and weight of each patch of one detector (see the module docstring).
 
@@ -128,6 +141,11 @@ def patch_products(
         ``pseudomask.segment`` and ``pseudomask.weight``.
     floor
         Lowest segmentation level in patch units (:func:`slewdark.core.heuristic.segment_floor`).
+    law
+        (n, P, P) pixels where the law scaled to the dark reaches ``law_fit.mask_sigma``
+        (``pseudomask.law``), or None: added to the masks of persistence patches.
+    law_everywhere
+        Add ``law`` to every patch's mask, with weight 1 (``pseudomask.law: everywhere``).
 
     Returns
     -------
@@ -142,10 +160,16 @@ def patch_products(
         masks[i] = segment(np.asarray(patches[i]), np.asarray(usable[i]), segment_cfg, floor)
     weights[persistence] = weight_cfg.uncertain
     weights[persistence & confident] = 1.0
+    usable = np.asarray(usable, dtype=bool)
     if bright is not None:
         masks &= bright
-        weights[~bright] = 1.0
-    weights[~np.asarray(usable, dtype=bool)] = 0.0
+        weights[~bright if law is None else ~bright & ~law] = 1.0
+    if law is not None and law_everywhere:
+        masks = law & usable if law_only else masks | (law & usable)
+        weights[law] = 1.0
+    elif law is not None:
+        masks |= law & usable & persistence[:, None, None]
+    weights[~usable] = 0.0
     return masks, weights
 
 
@@ -207,6 +231,26 @@ def neighbourhood_patches(
     return inside
 
 
+def law_mask(
+    file: str, detector: str, prev: DetectorImage, timing: tuple[float, float], params: Params
+) -> np.ndarray:
+    """Pixels of a dark's detector where the law scaled to it reaches ``law_fit.mask_sigma``.
+
+    Raises
+    ------
+    ContractError
+        When the detector has no usable pixel.
+    """
+    dark = read_detector(file, detector)
+    scaling = Scaling(**params.scaling.model_dump())
+    try:
+        fit = fit_dark(dark, prev, persistence_model(params), timing, law_fit_settings(params), scaling)
+    except ValueError as error:
+        raise ContractError(file, f"DET{detector}: {error}") from None
+    log.debug("%s DET%s: law scaled by %.2f on %d pixels", file, detector, fit.scale, fit.pixels)
+    return fit.mask(params.law_fit.mask_sigma)
+
+
 def _detector_hdus(
     stem_rows: np.ndarray, index: dict[str, np.ndarray], data: dict[str, Any], params: Params
 ) -> Iterator[fits.ImageHDU]:
@@ -217,16 +261,16 @@ def _detector_hdus(
     detectors = list(dict.fromkeys(index["detector"][stem_rows]))
     for detector in detectors:
         rows = stem_rows[index["detector"][stem_rows] == detector]
-        bright = None
+        corners = (index["row"][rows].astype(np.int64), index["col"][rows].astype(np.int64))
+        size = data["patches"].shape[1]
+        bright = law = None
         if prev is not None:
-            full = label_bright_map(read_detector(prev, detector), params, info.tsince, info.exptime)
-            size = data["patches"].shape[1]
-            bright = np.stack(
-                [
-                    full[r : r + size, c : c + size]
-                    for r, c in zip(index["row"][rows], index["col"][rows], strict=True)
-                ]
-            )
+            prev_detector = read_detector(prev, detector)
+            full = label_bright_map(prev_detector, params, info.tsince, info.exptime)
+            bright = cut_patches(full, *corners, size)
+            if params.pseudomask.law != "none" and info.tsince is not None and info.exptime is not None:
+                full = law_mask(file, detector, prev_detector, (info.tsince, info.exptime), params)
+                law = cut_patches(full, *corners, size)
         masks, weights = patch_products(
             data["patches"][rows],
             data["usable"][rows],
@@ -236,6 +280,9 @@ def _detector_hdus(
             params.pseudomask.segment,
             params.pseudomask.weight,
             segment_floor(params),
+            law,
+            params.pseudomask.law in ("everywhere", "only"),
+            params.pseudomask.law == "only",
         )
         mask, weight = reassemble(masks, weights, index["row"][rows], index["col"][rows], (ACTIVE_SIZE,) * 2)
         data["stats"]["mask_pixels"] += int(mask.sum())

@@ -1,4 +1,4 @@
-"""The stress matrix: the UNet and the physics baseline on the held-out simulation varied one way per set.
+"""The stress matrix: the UNet and the physics baselines on the held-out simulation varied one way per set.
 
 Each set of ``robustness.sets`` is the held-out simulation
 (:meth:`~slewdark.config.Params.heldout_simulation`) with a few ``simulate``
@@ -12,8 +12,9 @@ simulated or scored: a bad key stops the command naming the set and the key.
   simulates every set;
 - ``slewdark robustness`` (:func:`run_robustness`) scores, per set, the UNet
   (``unet.model``, run in memory exactly as ``slewdark predict`` runs it, like
-  the evaluate stage's ``unet_truth``) and the ``physics`` baseline with the
-  evaluate stage's scoring (:func:`slewdark.evaluation.scoring.score_exposures`).
+  the evaluate stage's ``unet_truth``), the ``physics`` baseline and the
+  ``law_fit`` baseline (the lab law scaled to each dark) with the evaluate
+  stage's scoring (:func:`slewdark.evaluation.scoring.score_exposures`).
 
 Reported per set and method: F1, precision, recall, recall on the strong
 persistence (truth at least ``robustness.strong_sigma`` times the set's read
@@ -35,7 +36,7 @@ from typing import Any
 from slewdark.config import Params, SimulateParams
 from slewdark.core.metrics import MethodScore
 from slewdark.errors import SlewdarkError
-from slewdark.evaluation.baselines import physics_method
+from slewdark.evaluation.baselines import law_fit_method, physics_method
 from slewdark.evaluation.methods import MethodFn, unet_method
 from slewdark.evaluation.scoring import markdown_table, score_exposures
 from slewdark.evaluation.stress_sets import stress_simulations
@@ -60,7 +61,7 @@ TABLE_COLUMNS = (
 
 
 def stress_methods(params: Params) -> dict[str, MethodFn]:
-    """The scored methods: the product UNet (``unet.model``) in memory, and the physics baseline.
+    """The scored methods: the product UNet (``unet.model``) in memory, the physics and law-fit baselines.
 
     Raises
     ------
@@ -71,6 +72,7 @@ def stress_methods(params: Params) -> dict[str, MethodFn]:
     return {
         "unet": unet_method(Path(params.unet.model), params, hint),
         "physics": physics_method(params.evaluate.physics),
+        "law_fit": law_fit_method(params),
     }
 
 

@@ -45,6 +45,7 @@ from torch.nn import functional
 
 from slewdark.config import Params, UnetParams, params_sha256
 from slewdark.core.instrument import previous_kind
+from slewdark.core.law_fit import LawFitSettings, law_fit_settings, persistence_model
 from slewdark.core.normalisation import BrightVeto, Normalisation
 from slewdark.core.persistence_law import PersistenceModel
 from slewdark.core.scaling import Scaling
@@ -129,20 +130,11 @@ def arch_kwargs(unet: UnetParams) -> dict[str, Any]:
     }
 
 
-def input_law(params: Params) -> PersistenceModel | None:
-    """The law of a three-channel model's third channel (``simulate.persistence``, full well), else None."""
+def input_law(params: Params) -> tuple[PersistenceModel | None, LawFitSettings | None]:
+    """Law and fit of a three-channel model's third channel (:mod:`slewdark.core.law_fit`), or None."""
     if params.unet.in_channels != 3:
-        return None
-    law = params.simulate.persistence
-    return PersistenceModel(
-        amplitude=law.amplitude,
-        x0=law.x0,
-        dx=law.dx,
-        alpha=law.alpha,
-        gamma=law.gamma,
-        reference_time=law.reference_time,
-        full_well=params.simulate.detector.full_well,
-    )
+        return None, None
+    return persistence_model(params), law_fit_settings(params)
 
 
 def split_exposures(
@@ -360,7 +352,7 @@ def run_train_unet(params: Params, labels: Labels = "pseudo") -> Path:
     device = resolve_device(params.device)
     outputs = outputs_for(unet, labels)
     normalisation = Normalisation(
-        Scaling(**params.scaling.model_dump()), unet.prev_full_scale, input_law(params)
+        Scaling(**params.scaling.model_dump()), unet.prev_full_scale, *input_law(params)
     )
     source: LabelSource
     if labels == "truth":
