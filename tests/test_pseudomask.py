@@ -178,6 +178,9 @@ def test_law_pixels_join_the_labels_of_persistence_patches_only(world: Params) -
     assert (weights[:, 5, 0] == 1.0).all() and (weights[:, 6, 6] == 0.0).all()
     masks, weights = patch_products(*args, law=law, law_everywhere=True)
     assert masks[2].sum() == 4 and weights[2, 5, 6] == 1.0 and weights[1, 5, 6] == 1.0, "every patch, certain"
+    masks, weights = patch_products(*args, law=law, law_everywhere=True, law_only=True)
+    assert (masks == (law & usable)).all(), "the law alone: no segmentation, every patch"
+    assert (weights[usable] == 1.0).all() and (weights[~usable] == 0.0).all(), "its zeros are certain too"
 
 
 def test_read_pseudo_mask_names_the_file_and_the_missing_layer(tmp_path: Path) -> None:

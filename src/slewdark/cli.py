@@ -344,13 +344,19 @@ def _add_pseudomask(sub: argparse._SubParsersAction) -> None:
         choices=["cluster", "neighbourhood"],
         help="which patches are persistence (default: pseudomask.rule)",
     )
+    p.add_argument(
+        "--law",
+        choices=["none", "clusters", "everywhere", "only"],
+        help="where the law scaled to the dark labels (default: pseudomask.law)",
+    )
     p.add_argument("--out", help="output folder (default: pseudomask.out)")
 
 
 def _run_pseudomask(args: argparse.Namespace) -> int:
     from slewdark.stages.pseudomask import run_pseudomask
 
-    params = _params(args, {"pseudomask.rule": args.rule, "pseudomask.out": args.out})
+    overrides = {"pseudomask.rule": args.rule, "pseudomask.law": args.law, "pseudomask.out": args.out}
+    params = _params(args, overrides)
     stats = run_pseudomask(params)
     log.info("wrote %d pseudo-masks to %s", stats["exposures"], params.pseudomask.out)
     return 0

@@ -21,7 +21,9 @@ For every exposure of ``index.csv`` and each of its detectors:
    ``law_fit.mask_sigma`` noise sigmas are added: the faint persistence that no
    per-pixel threshold can separate from noise, wherever the dark's own
    amplitude puts it, including below ``label.bright_level``; with
-   ``everywhere``, those of every patch, with weight 1;
+   ``everywhere``, those of every patch, with weight 1; with ``only``, the law
+   alone labels the detector, every usable pixel with weight 1 (the
+   segmentation labels only darks without ``PREVFILE`` or timing);
 3. patches are put back at their ``row``/``col`` in the 2040 x 2040 frame. The
    channels (horizontal bands) are thereby concatenated; where patches overlap
    (``stride < size``) the detector mask is the **maximum** of the patch masks (a
@@ -146,6 +148,9 @@ def patch_products(
         (``pseudomask.law``), or None: added to the masks of persistence patches.
     law_everywhere
         Add ``law`` to every patch's mask, with weight 1 (``pseudomask.law: everywhere``).
+    law_only
+        ``law`` is the whole label, certain on every usable pixel (``pseudomask.law: only``):
+        the pixels below ``law_fit.mask_sigma`` are as much its answer as those above.
 
     Returns
     -------
@@ -164,8 +169,11 @@ def patch_products(
     if bright is not None:
         masks &= bright
         weights[~bright if law is None else ~bright & ~law] = 1.0
-    if law is not None and law_everywhere:
-        masks = law & usable if law_only else masks | (law & usable)
+    if law is not None and law_only:
+        masks = law & usable
+        weights[:] = 1.0
+    elif law is not None and law_everywhere:
+        masks |= law & usable
         weights[law] = 1.0
     elif law is not None:
         masks |= law & usable & persistence[:, None, None]
