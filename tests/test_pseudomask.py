@@ -197,3 +197,15 @@ def test_read_pseudo_mask_names_the_file_and_the_missing_layer(tmp_path: Path) -
     path.write_bytes(b"not a FITS file")
     with pytest.raises(ContractError, match=r"e0\.pseudo\.fits"):
         read_pseudo_mask(path, "11")
+
+
+def test_pseudomask_command_names_where_the_law_labels(capsys: pytest.CaptureFixture[str]) -> None:
+    from slewdark.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["pseudomask", "--rule", "neighbourhood", "--law", "clusters"])
+    assert (args.rule, args.law) == ("neighbourhood", "clusters")
+    assert parser.parse_args(["pseudomask"]).law is None, "unset: params.yaml's pseudomask.law"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["pseudomask", "--law", "sometimes"])
+    assert "invalid choice: 'sometimes'" in capsys.readouterr().err
