@@ -94,10 +94,23 @@ def test_loss_ignores_zero_weight_pixels() -> None:
     changed[..., :4] = 50.0
     other_target = target.clone()
     other_target[..., :4] = 1.0 - other_target[..., :4]
-    for kind in ("dice_bce", "focal"):
+    for kind in ("dice_bce", "focal", "bce"):
         base = weighted_loss(kind, logits, target, weight, 2.0)
         assert torch.isclose(base, weighted_loss(kind, changed, other_target, weight, 2.0))
         assert float(weighted_loss(kind, 20.0 * (2 * target[:, None] - 1), target, weight, 2.0)) < 0.05
+
+
+def test_bce_alone_is_calibrated_where_dice_pushes_outwards() -> None:
+    target = (torch.arange(1000) < 300).float().reshape(1, 10, 100)
+    weight = torch.ones_like(target)
+    logits = torch.linspace(-3.0, 3.0, 601)
+
+    def best_probability(kind: str) -> float:
+        losses = [float(weighted_loss(kind, torch.full_like(target, z), target, weight, 2.0)) for z in logits]
+        return float(torch.sigmoid(logits[int(np.argmin(losses))]))
+
+    assert abs(best_probability("bce") - 0.3) < 0.01
+    assert best_probability("dice_bce") > 0.35
 
 
 def test_flips_move_inputs_labels_and_weights_together() -> None:

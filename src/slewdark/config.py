@@ -484,12 +484,16 @@ class UnetVetoParams(Section):
     )
 
 
+UnetLoss = Literal["dice_bce", "focal", "bce"]
+"""UNet losses (:func:`slewdark.stages.train_unet.weighted_loss`)."""
+
+
 class UnetOptunaParams(Section):
     """Optional Optuna search of the UNet learning rate and loss (validation F1 against the labels)."""
 
     n_trials: int = Field(ge=0, description="0 = train once with the unet values")
     lr: list[float] = Field(min_length=2, max_length=2, description="log-uniform [min, max]")
-    loss: list[Literal["dice_bce", "focal"]] = Field(min_length=1)
+    loss: list[UnetLoss] = Field(min_length=1)
 
 
 class UnetParams(Section):
@@ -510,7 +514,7 @@ class UnetParams(Section):
     tiles_per_detector: int = Field(ge=1, description="training tiles cut per detector")
     positive_fraction: float = Field(ge=0, le=1, description="share of tiles centred on labelled pixels")
     augment: UnetAugmentParams
-    loss: Literal["dice_bce", "focal"] = Field(description="weighted BCE + soft Dice, or weighted focal")
+    loss: UnetLoss = Field(description="weighted BCE + soft Dice, weighted focal, or weighted BCE alone")
     focal_gamma: float = Field(ge=0, description="focusing exponent of the focal loss")
     lr: float = Field(gt=0, description="Adam learning rate")
     batch_size: int = Field(ge=1, description="tiles per training step")

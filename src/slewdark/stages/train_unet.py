@@ -10,7 +10,8 @@ autocast on CUDA), and writes ``models/unet.pt`` (``docs/products.md``).
 The loss is weighted by the label confidence (``DETxy.WEIGHT`` of the
 pseudo-masks; 0 = unknown or unusable pixel): ``dice_bce`` is weighted binary
 cross-entropy plus a weighted soft Dice (Dice fights the imbalance of a few
-persistence pixels in a sea of background), ``focal`` the weighted focal loss.
+persistence pixels in a sea of background), ``focal`` the weighted focal loss,
+``bce`` weighted binary cross-entropy alone (calibrated: its 0.5 contour is the labels' edge).
 
 ``labels: truth`` trains the same network on the simulator's truth
 (``models/unet_truth.pt``): the supervised ceiling of the evaluation, never a
@@ -36,14 +37,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional
 
-from slewdark.config import Params, UnetParams, params_sha256
+from slewdark.config import Params, UnetLoss, UnetParams, params_sha256
 from slewdark.core.instrument import previous_kind
 from slewdark.core.law_fit import LawFitSettings, law_fit_settings, persistence_model
 from slewdark.core.normalisation import BrightVeto, Normalisation
@@ -72,19 +73,21 @@ from slewdark.training.variants import Labels, TrainOutputs, masks_for, outputs_
 
 log = logging.getLogger(__name__)
 
-LossKind = Literal["dice_bce", "focal"]
 EPS = 1.0
 
 
 def weighted_loss(
-    kind: LossKind, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, gamma: float
+    kind: UnetLoss, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, gamma: float
 ) -> torch.Tensor:
     """Per-pixel weighted segmentation loss.
 
     Parameters
     ----------
     kind
-        ``dice_bce``: weighted BCE + weighted soft Dice; ``focal``: weighted focal loss.
+        ``dice_bce``: weighted BCE + weighted soft Dice; ``focal``: weighted focal loss;
+        ``bce``: weighted BCE alone, whose optimum puts the 0.5 contour on the labels' edge
+        (Dice's gradient pushes harder on missed than on extra pixels, so it moves the
+        contour outwards where the labels are not fully predictable).
     logits
         ``(B, 1, H, W)`` or ``(B, H, W)`` network output.
     target
@@ -105,6 +108,8 @@ def weighted_loss(
     if kind == "focal":
         p_true = torch.exp(-bce)
         return ((1.0 - p_true) ** gamma * bce * weight).sum() / total_weight
+    if kind == "bce":
+        return (bce * weight).sum() / total_weight
     prob = torch.sigmoid(logits)
     intersection = (weight * prob * target).sum()
     dice = 1.0 - (2.0 * intersection + EPS) / ((weight * prob).sum() + (weight * target).sum() + EPS)
@@ -116,7 +121,7 @@ class UnetHyper:
     """What one training may vary (Optuna searches ``lr`` and ``loss``)."""
 
     lr: float
-    loss: LossKind
+    loss: UnetLoss
 
 
 def arch_kwargs(unet: UnetParams) -> dict[str, Any]:
