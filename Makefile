@@ -1,6 +1,9 @@
 # slewdark: two commands from a fresh clone.
-#   make repro   set up .venv (if missing) and run the whole pipeline with DVC
+#   make repro   set up .venv (if missing) and run the pipeline with DVC: the product, its
+#                baselines and the stress matrix (every stage but the ablation's trainings)
 #   make test    set up .venv (if missing) and run the test suite
+# make repro-all runs every stage of dvc.yaml (what a bare `dvc repro` does): also the
+# ablation, three more UNet trainings scored by evaluate_ablation.
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +11,10 @@ STAMP  := $(VENV)/.installed
 # Stage commands call `slewdark` and `dvc`: put the venv first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test lint bench mlflow-ui clean-venv
+.PHONY: setup repro repro-all test lint bench mlflow-ui clean-venv
+
+# The stages `make repro` ends with; DVC runs everything upstream of them.
+PRODUCT_STAGES := evaluate robustness pseudomask_quality
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +26,9 @@ $(STAMP): $(BIN)/python pyproject.toml requirements.lock
 setup: $(STAMP)
 
 repro: $(STAMP)
+	dvc repro $(PRODUCT_STAGES)
+
+repro-all: $(STAMP)
 	dvc repro
 
 test: $(STAMP)

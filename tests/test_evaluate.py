@@ -73,8 +73,8 @@ def write_heldout(folder: Path, predictions: Path) -> None:
     fits.HDUList([fits.PrimaryHDU(), *layers]).writeto(predictions / "exp1.mask.fits")
 
 
-def params_file(tmp_path: Path, baselines: list[str], **unet: str) -> Path:
-    """params.yaml of the repository with the evaluate paths moved into tmp_path."""
+def params_file(tmp_path: Path, baselines: list[str], variants: tuple[str, ...] = (), **unet: str) -> Path:
+    """params.yaml of the repository with the evaluate and ablation paths moved into tmp_path."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["data"]["heldout"] = str(tmp_path / "heldout")
     raw["data"]["heldout_truth"] = None  # the data contract's layout: truth beside the exposures
@@ -86,6 +86,12 @@ def params_file(tmp_path: Path, baselines: list[str], **unet: str) -> Path:
         baselines=baselines,
         truth_threshold=3.0,  # the fixture's spot (4 e-) and streak (20 e-) are both positives
         amplitude_bins=[3.0, 5.0, 10.0, 20.0, 50.0, 1.0e9],
+    )
+    raw["ablation"].update(
+        methods=list(variants),
+        metrics=str(tmp_path / "metrics" / "ablation.json"),
+        table=str(tmp_path / "metrics" / "ablation_table.md"),
+        plots=str(tmp_path / "plots" / "ablation"),
     )
     raw["unet"].update(unet)
     path = tmp_path / "params.yaml"
@@ -236,10 +242,10 @@ def test_evaluate_end_to_end_with_astroscrappy(heldout: Path) -> None:
 
 def test_missing_truth_model_is_named(heldout: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = heldout / "models" / "unet_truth.pt"
-    params = params_file(heldout, ["unet_truth"], truth_model=str(missing))
-    assert main(["--params", str(params), "evaluate"]) == 2
+    params = params_file(heldout, [], ("unet_truth",), truth_model=str(missing))
+    assert main(["--params", str(params), "evaluate", "--ablation"]) == 2
     assert str(missing) in capsys.readouterr().err
-    assert not (heldout / "metrics" / "eval.json").exists()
+    assert not (heldout / "metrics" / "ablation.json").exists()
 
 
 def test_missing_prediction_is_named(heldout: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -260,7 +266,7 @@ def test_read_mask_product_requires_the_detector(heldout: Path) -> None:
 def test_truth_model_in_memory_matches_slewdark_predict(heldout: Path) -> None:
     """unet_truth runs in memory exactly as `slewdark predict` writes: scored on the product, same figures."""
     model = write_tiny_model(heldout / "unet_truth.pt")
-    params_path = params_file(heldout, ["unet_truth"], truth_model=str(model))
+    params_path = params_file(heldout, ["physics"], ("unet_truth",), truth_model=str(model))
     raw = yaml.safe_load(params_path.read_text())
     raw["predict"]["out"] = str(heldout / "tiny_predictions")
     params_path.write_text(yaml.safe_dump(raw))
@@ -274,9 +280,12 @@ def test_truth_model_in_memory_matches_slewdark_predict(heldout: Path) -> None:
     )
     assert not report.failed
 
-    assert main(["--params", str(params_path), "-q", "evaluate"]) == 0
-    methods = json.loads((heldout / "metrics" / "eval.json").read_text())["methods"]
+    assert main(["--params", str(params_path), "-q", "evaluate", "--ablation"]) == 0
+    assert not (heldout / "metrics" / "eval.json").exists()
+    methods = json.loads((heldout / "metrics" / "ablation.json").read_text())["methods"]
     assert list(methods) == ["unet", "unet_truth"]
+    assert (heldout / "metrics" / "ablation_table.md").read_text().count("| unet") == 2
+    assert (heldout / "plots" / "ablation" / "pr" / "unet_truth.csv").is_file()
     assert methods["unet"]["tp"] + methods["unet"]["fp"] > 0
     assert methods["unet_truth"] == methods["unet"]
 

@@ -47,6 +47,7 @@ ALL_STAGES = {
     "train_unet_truth",
     "predict",
     "evaluate",
+    "evaluate_ablation",
     "simulate_stress",
     "robustness",
 }
@@ -120,11 +121,11 @@ def test_first_repro_runs_every_stage_and_ends_with_the_evaluation(pipeline) -> 
         "physics",
         "law_fit",
         "heuristic_segmentation",
-        "unet_heuristic",
-        "unet_neighbourhood",
-        "unet_truth",
         "astroscrappy",
     }
+    ablation = json.loads((repo / "metrics" / "ablation.json").read_text())
+    assert list(ablation["methods"]) == ["unet", "unet_heuristic", "unet_neighbourhood", "unet_truth"]
+    assert ablation["methods"]["unet"] == evaluation["methods"]["unet"]
     assert evaluation["heldout"]["positive_pixels"] > 0
     for name in ("label.json", "pseudomask.json", "unet.json", "cluster.json"):
         assert (repo / "metrics" / name).is_file()

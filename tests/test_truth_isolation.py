@@ -17,7 +17,14 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 LEARNING = ("patches", "train_ae", "embed", "cluster", "label", "pseudomask", "train_unet")
-EVALUATION = ("patch_truth", "pseudomask_quality", "train_unet_truth", "evaluate", "robustness")
+EVALUATION = (
+    "patch_truth",
+    "pseudomask_quality",
+    "train_unet_truth",
+    "evaluate",
+    "evaluate_ablation",
+    "robustness",
+)
 
 
 def resolved_deps(stage: str, params: dict) -> set[Path]:

@@ -545,15 +545,21 @@ COMMANDS["predict"] = _run_predict
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="UNet and baselines against the held-out truth -> metrics/eval.json")
+    p.add_argument(
+        "--ablation",
+        action="store_true",
+        help="score the UNets of ablation.methods beside the product instead -> metrics/ablation.json",
+    )
     _add_device(p)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from slewdark.stages.evaluate import run_evaluate
+    from slewdark.stages.evaluate import evaluation_for, run_evaluate
 
     params = _params(args, {"device": args.device})
-    run_evaluate(params)
-    log.info("wrote %s and %s", params.evaluate.metrics, params.evaluate.table)
+    run_evaluate(params, args.ablation)
+    written = evaluation_for(params, args.ablation)
+    log.info("wrote %s and %s", written.metrics, written.table)
     return 0
 
 

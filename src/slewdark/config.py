@@ -580,15 +580,11 @@ class PhysicsBaselineParams(Section):
     median: int = Field(ge=1, description="px: side of the median filter (cosmic rays); 1 = none")
 
 
-Baseline = Literal[
-    "physics",
-    "law_fit",
-    "heuristic_segmentation",
-    "unet_heuristic",
-    "unet_neighbourhood",
-    "unet_truth",
-    "astroscrappy",
-]
+Baseline = Literal["physics", "law_fit", "heuristic_segmentation", "astroscrappy"]
+"""Methods ``evaluate`` scores beside the product: none needs a training of its own."""
+
+Variant = Literal["unet_heuristic", "unet_neighbourhood", "unet_truth"]
+"""UNets trained on other labels, which ``evaluate --ablation`` scores beside the product."""
 
 
 class EvaluateParams(Section):
@@ -720,6 +716,10 @@ class AblationParams(Section):
 
     heuristic_masks: str = Field(description="folder of the cluster-free heuristic masks of data.train")
     neighbourhood_masks: str = Field(description="folder of the neighbourhood-rule pseudo-masks")
+    methods: list[Variant] = Field(description="UNet variants scored beside the product")
+    metrics: str = Field(description="output metrics JSON")
+    table: str = Field(description="output comparison table (Markdown)")
+    plots: str = Field(description="output folder of the PR and recall-vs-amplitude tables")
 
 
 class RobustnessParams(Section):

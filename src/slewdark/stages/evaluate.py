@@ -1,5 +1,10 @@
 """The ``evaluate`` stage: the UNet and its baselines against the held-out truth, one table.
 
+The same code, run as ``slewdark evaluate --ablation`` by the ``evaluate_ablation``
+stage, scores the product beside the UNets trained on other labels
+(``ablation.methods``) into a table of their own, so the product's evaluation
+never waits for three extra trainings (``make repro`` leaves them out).
+
 Every method is scored on the same held-out exposures (``data.heldout``,
 simulated with their own seed and never read by training or labelling), on the
 same usable pixels, with the same metrics (:mod:`slewdark.core.metrics`):
@@ -18,18 +23,18 @@ same usable pixels, with the same metrics (:mod:`slewdark.core.metrics`):
   segmentation (:mod:`slewdark.core.segment`) of every whole held-out detector gated
   on the previous exposure's bright map (not the pseudo-masks the UNet learned
   from, which only segment persistence patches);
-- ``unet_heuristic``, ``unet_neighbourhood`` (the ablation): the same network
+- ``astroscrappy``: ``astroscrappy.detect_cosmics`` (L.A.Cosmic) on electrons,
+  to show what a standard artefact tool flags and misses;
+- with ``--ablation``, ``unet_heuristic``, ``unet_neighbourhood``: the same network
   with the same settings trained on the cluster-free heuristic's masks of the
-  training exposures, and on pseudo-masks of the study's neighbourhood rule
-  (patches near a persistence cluster too) (:mod:`slewdark.training.variants`):
-  beside ``unet``, they show what the clusters add;
-- ``unet_truth``: the same network trained on the simulator's truth
+  training exposures, and on the cluster chain's pseudo-masks (the study's
+  neighbourhood rule) (:mod:`slewdark.training.variants`): beside ``unet``,
+  they show what the product's labels add;
+- with ``--ablation``, ``unet_truth``: the same network trained on the simulator's truth
   (``unet.truth_model``), the supervised ceiling. It and the ablation's UNets
   are run here in memory with :mod:`slewdark.inference.predict`'s functions and the
   ``predict`` section's batch size and autocast, exactly as ``slewdark predict``
-  would run them, so no second predictions folder is needed;
-- ``astroscrappy``: ``astroscrappy.detect_cosmics`` (L.A.Cosmic) on electrons,
-  to show what a standard artefact tool flags and misses.
+  would run them, so no second predictions folder is needed.
 
 Besides precision, recall, F1, IoU and object recall, the table gives the
 share of cosmic-ray, hot and *clean* pixels flagged; clean pixels are usable
@@ -63,7 +68,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
-from slewdark.config import Baseline, Params
+from slewdark.config import Baseline, Params, Variant
 from slewdark.core.metrics import (
     CLEAN_FPR_TARGETS,
     RECALL_TARGET,
@@ -92,8 +97,9 @@ from slewdark.training.variants import ABLATION_LABELS, Labels, outputs_for
 log = logging.getLogger(__name__)
 
 STAGE = "evaluate"
+ABLATION_STAGE = "evaluate_ablation"
 PRODUCT = "unet"
-METHOD_ORDER = (PRODUCT, *get_args(Baseline))
+METHOD_ORDER = (PRODUCT, *get_args(Baseline), *get_args(Variant))
 PR_COLUMNS = ("threshold", "precision", "recall")
 AMPLITUDE_COLUMNS = ("amplitude", "amplitude_high", "bin", "pixels")
 TABLE_COLUMNS = (
@@ -108,6 +114,42 @@ TABLE_COLUMNS = (
     *((f"recall @ {100 * rate:g}% clean FPR", tpr_key(rate)) for rate in CLEAN_FPR_TARGETS),
     (f"precision @ {100 * RECALL_TARGET:g}% recall", precision_key(RECALL_TARGET)),
 )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Which methods one run of the stage scores beside the product, and where it writes.
+
+    Attributes
+    ----------
+    stage
+        The MLflow run name: ``evaluate`` or ``evaluate_ablation``.
+    methods
+        Method names besides ``unet``.
+    metrics, table, plots
+        The JSON, the Markdown table and the folder of plot tables and figures.
+    """
+
+    stage: str
+    methods: tuple[str, ...]
+    metrics: Path
+    table: Path
+    plots: Path
+
+
+def evaluation_for(params: Params, ablation: bool) -> Evaluation:
+    """The baselines (``evaluate``) or the ablation's UNets (``ablation``), with their outputs."""
+    if ablation:
+        variants = params.ablation
+        return Evaluation(
+            ABLATION_STAGE,
+            tuple(variants.methods),
+            Path(variants.metrics),
+            Path(variants.table),
+            Path(variants.plots),
+        )
+    cfg = params.evaluate
+    return Evaluation(STAGE, tuple(cfg.baselines), Path(cfg.metrics), Path(cfg.table), Path(cfg.plots))
 
 
 @dataclass(frozen=True)
@@ -138,8 +180,8 @@ def variant_method(params: Params, labels: Labels) -> Callable[[], MethodFn]:
     return lambda: unet_method(outputs_for(params.unet, labels).model, params, hint)
 
 
-def build_methods(params: Params, exposures: list[Path]) -> dict[str, MethodFn]:
-    """The product and every baseline of ``evaluate.baselines``, in table order.
+def build_methods(params: Params, exposures: list[Path], compared: tuple[str, ...]) -> dict[str, MethodFn]:
+    """The product and the ``compared`` methods, in table order.
 
     Products and models are checked here, before any detector is read, so a
     missing input fails at once with its name.
@@ -153,7 +195,7 @@ def build_methods(params: Params, exposures: list[Path]) -> dict[str, MethodFn]:
         **{f"unet_{labels}": variant_method(params, labels) for labels in (*ABLATION_LABELS, "truth")},
         "astroscrappy": lambda: astroscrappy_method(cfg.astroscrappy),
     }
-    wanted = {PRODUCT, *cfg.baselines}
+    wanted = {PRODUCT, *compared}
     return {name: builders[name]() for name in METHOD_ORDER if name in wanted}
 
 
@@ -219,14 +261,26 @@ def mlflow_metrics(summaries: dict[str, dict[str, Any]]) -> dict[str, float]:
     return flat
 
 
-def run_evaluate(params: Params) -> EvaluationResult:
-    """Run the ``evaluate`` stage.
+def logged_params(params: Params, ablation: bool) -> dict[str, Any]:
+    """The sections the MLflow run records: ``evaluate``, and ``ablation`` for the ablation's run."""
+    sections = {"evaluate": params.evaluate.model_dump()}
+    if ablation:
+        sections["ablation"] = params.ablation.model_dump()
+    return sections
+
+
+def run_evaluate(params: Params, ablation: bool = False) -> EvaluationResult:
+    """Run the ``evaluate`` stage, or with ``ablation`` the ``evaluate_ablation`` stage.
 
     Parameters
     ----------
     params
-        Validated params (sections ``evaluate``, ``unet.truth_model``,
+        Validated params (sections ``evaluate``, ``ablation``, ``unet.truth_model``,
         ``predict`` batch size and autocast, ``device``, ``tracking``).
+    ablation
+        Score the UNets of ``ablation.methods`` beside the product, into
+        ``ablation.metrics``, ``ablation.table`` and ``ablation.plots``, instead of
+        the baselines of ``evaluate.baselines``.
 
     Returns
     -------
@@ -243,15 +297,16 @@ def run_evaluate(params: Params) -> EvaluationResult:
         raise SlewdarkError(
             f"{params.data.heldout}: no held-out exposure (run `slewdark simulate --set heldout`)"
         )
-    methods = build_methods(params, exposures)
+    evaluation = evaluation_for(params, ablation)
+    methods = build_methods(params, exposures, evaluation.methods)
     scores, data = score_exposures(exposures, methods, params, params.data.heldout_truth)
     summaries = {name: score.summary() for name, score in scores.items()}
     metrics = {"heldout": data, "truth_threshold": cfg.truth_threshold, "methods": summaries}
     table = comparison_table(summaries, data)
 
-    plots = Path(cfg.plots)
-    write_text_atomic(cfg.metrics, json.dumps(metrics, indent=2) + "\n")
-    write_text_atomic(cfg.table, table)
+    plots = evaluation.plots
+    write_text_atomic(evaluation.metrics, json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(evaluation.table, table)
     pr_files = {name: plots / "pr" / f"{name}.csv" for name in scores}
     for name, rows in pr_tables(scores).items():
         write_table(pr_files[name], rows, PR_COLUMNS)
@@ -272,11 +327,11 @@ def run_evaluate(params: Params) -> EvaluationResult:
         save_figure(figure, plots / file_name)
 
     with stage_run(
-        STAGE, params.tracking.uri, params.tracking.experiment, {"evaluate": cfg.model_dump()}
+        evaluation.stage, params.tracking.uri, params.tracking.experiment, logged_params(params, ablation)
     ) as run:
         run.log_metrics(mlflow_metrics(summaries))
         run.set_tags({"evaluate.methods": ",".join(summaries)})
-        for path in (cfg.metrics, cfg.table, amplitude_file):
+        for path in (evaluation.metrics, evaluation.table, amplitude_file):
             run.log_artifact(path, "evaluate")
         for path in pr_files.values():
             run.log_artifact(path, "evaluate/pr")
