@@ -11,7 +11,7 @@ The loss is weighted by the label confidence (``DETxy.WEIGHT`` of the
 pseudo-masks; 0 = unknown or unusable pixel): ``dice_bce`` is weighted binary
 cross-entropy plus a weighted soft Dice (Dice fights the imbalance of a few
 persistence pixels in a sea of background), ``focal`` the weighted focal loss,
-``bce`` weighted binary cross-entropy alone (calibrated: its 0.5 contour is the labels' edge).
+``bce`` weighted binary cross-entropy alone (``metrics/experiments/law_labels`` compares them).
 
 ``labels: truth`` trains the same network on the simulator's truth
 (``models/unet_truth.pt``): the supervised ceiling of the evaluation, never a
