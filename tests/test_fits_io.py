@@ -84,6 +84,26 @@ def test_nan_and_dq_bits(tmp_path):
     det = read_detector(path, "11")
     assert not det.usable[0, 0] and not det.usable[1, 1] and det.usable[2, 2]
     assert det.persist_bit == 20 and det.persist_flag[3, 3] and det.persist_flag.sum() == 1
+    assert det.cosmic is not None and not det.cosmic.any(), "no COSMIC bit set"
+
+
+def test_cosmic_layer_from_the_cosmic_bit(tmp_path):
+    data = np.zeros((2040, 2040), np.float32)
+    dq = np.zeros((2040, 2040), np.uint32)
+    dq[5, 5] = 1 << 16  # COSMIC in Euclid's layout
+    dq[6, 6] = 1 << 17  # renumbered below: only this one counts then
+    path = tmp_path / "prev.fits"
+    write_fits_atomic(
+        path, fits.Header(), [fits.ImageHDU(data, name="DET11.SCI"), fits.ImageHDU(dq, name="DET11.DQ")]
+    )
+    det = read_detector(path, "11")
+    assert det.cosmic[5, 5] and det.cosmic.sum() == 1 and det.usable[5, 5], "flagged, and still data"
+    dq_hdu = fits.ImageHDU(dq, name="DET11.DQ")
+    dq_hdu.header["HIERARCH MSK_FLAG_COSMIC"] = 17
+    write_fits_atomic(path, fits.Header(), [fits.ImageHDU(data, name="DET11.SCI"), dq_hdu])
+    assert read_detector(path, "11").cosmic[6, 6] and read_detector(path, "11").cosmic.sum() == 1
+    write_fits_atomic(path, fits.Header(), [fits.ImageHDU(data, name="DET11.SCI")])
+    assert read_detector(path, "11").cosmic is None, "no DQ layer: nothing known"
 
 
 def test_saturated_layer_from_the_satur_bit_and_unexplained_nan(tmp_path):

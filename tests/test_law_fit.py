@@ -123,6 +123,23 @@ def test_expected_fluence_counts_saturation_as_full_well_and_ignores_a_lone_cosm
     assert expected_fluence(previous(fluence, saturated), 1e5, 1)[4, 4] == 4e4
 
 
+def test_cosmic_flagged_pixels_of_the_previous_exposure_take_their_surroundings_fluence() -> None:
+    fluence = np.zeros((40, 40), np.float32)
+    fluence[:, 20:23] = 3e4  # a trace along y
+    fluence[5, 5] = fluence[5, 6] = 2e4  # a hit on the dark sky
+    fluence[30, 21] = 9e4  # a hit on the trace
+    flagged = np.zeros((40, 40), bool)
+    flagged[5, 5:7] = flagged[30, 21] = True
+    hit = previous(fluence)
+    hit = DetectorImage("11", fluence, None, hit.usable, None, fits.Header(), 13, hit.saturated, flagged)
+    filled = expected_fluence(hit, 1e5, 1, cosmic_fill=1.0)
+    assert filled[5, 5] == filled[5, 6] == 0.0, "a flagged hit on the dark sky predicts nothing"
+    assert 1e4 < filled[30, 21] <= 3e4, "a flagged hit on a trace takes the trace's fluence, not the hit's"
+    np.testing.assert_array_equal(filled[~flagged], fluence[~flagged])
+    assert expected_fluence(hit, 1e5, 1, cosmic_fill=0.0)[5, 5] == 2e4, "0 ignores the flags"
+    assert expected_fluence(previous(fluence), 1e5, 1, cosmic_fill=1.0)[5, 5] == 2e4, "no flags, no fill"
+
+
 def test_the_settings_travel_as_a_plain_dict(params: Params) -> None:
     settings = law_fit_settings(params)
     assert LawFitSettings.from_dict(settings.to_dict()) == settings

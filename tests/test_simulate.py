@@ -19,6 +19,7 @@ from slewdark.evaluation.truth import read_truth, truth_file
 from slewdark.io.fits import read_detector, read_info
 from slewdark.simulate import dataset
 from slewdark.simulate.dataset import (
+    COSMIC_BIT,
     SATUR_BIT,
     SHAPE,
     ScienceExposure,
@@ -290,6 +291,27 @@ def test_previous_exposure_is_an_observation_with_saturation_flags(params):
     nan = simulate_detector(no_cosmics, grism_plan(cfg, nan_saturated=True), "11").previous
     np.testing.assert_array_equal(np.isnan(nan.science), saturated)
     np.testing.assert_array_equal(nan.dq, prev.dq)
+
+
+def test_the_previous_exposures_pipeline_flags_a_share_of_its_cosmic_rays(params, tmp_path):
+    cfg = params.simulate
+    layers = {
+        share: simulate_detector(cfg, grism_plan(cfg, nan_saturated=False, cosmic_flagged=share), "11")
+        for share in (0.0, 0.5, 1.0)
+    }
+    np.testing.assert_array_equal(layers[0.0].previous.science, layers[1.0].previous.science)
+    flags = {share: (layer.previous.dq & (1 << COSMIC_BIT)) != 0 for share, layer in layers.items()}
+    assert not flags[0.0].any(), "none flagged"
+    hit = (layers[1.0].previous.science > 20 * cfg.detector.read_noise) & (layers[1.0].fluence == 0)
+    assert hit.sum() > 1000 and flags[1.0][hit].mean() > 0.99, "every bright hit flagged"
+    hits, n_hits = ndimage.label(flags[1.0], structure=np.ones((3, 3), bool))
+    kept = np.unique(hits[flags[0.5]])
+    assert 0.4 < len(kept) / n_hits < 0.6, "half the hits"
+    np.testing.assert_array_equal(flags[0.5], np.isin(hits, kept), "whole hits, flagged or not")
+
+    [path] = simulate_dataset(tiny(params, tmp_path))
+    prev = read_detector(tmp_path / read_info(path).prev_file, "11")
+    assert prev.cosmic is not None and fits.getval(path.with_suffix(".prev.fits"), "MSK_FLAG_COSMIC") == 16
 
 
 def robust_std(values: np.ndarray) -> float:

@@ -13,7 +13,7 @@ from slewdark.core.law_fit import LawFitSettings
 from slewdark.core.normalisation import BrightVeto, Normalisation
 from slewdark.core.persistence_law import PersistenceModel
 from slewdark.core.scaling import Scaling, scale_detector
-from slewdark.inference.unet_input import detector_input, squash_positive
+from slewdark.inference.unet_input import detector_input
 from slewdark.io.fits import read_detector, read_info
 from slewdark.io.previous import optional_previous_exposure
 from slewdark.training.unet_data import blank_previous
@@ -96,7 +96,7 @@ def test_third_channel_is_the_law_scaled_to_this_dark(tmp_path: Path) -> None:
         read_detector(path, "11").data, np.ones((SIDE, SIDE), bool), NORMALISATION.scaling
     ).sigma
     for row in (101, 201, 301):  # 301: saturated, delivered as NaN
-        expected = squash_positive(np.array([10.0 * lab[row, 5] / sigma]), NORMALISATION.scaling)[0]
+        expected = NORMALISATION.scaling.squash_positive(np.array([10.0 * lab[row, 5] / sigma]))[0]
         assert darks[10.0][2, row, 5] == pytest.approx(expected, rel=0.05), (
             "the dark's own amplitude, not the lab's"
         )
@@ -187,3 +187,30 @@ def test_veto_spares_bright_persistence_where_the_previous_exposure_saturated() 
     assert spared.sum() == 400
     assert not everywhere[600:620, 600:620].any() and not everywhere[1500, 1500]
     assert np.array_equal(without_previous, everywhere)
+
+
+def test_veto_spares_bright_persistence_that_the_law_predicts() -> None:
+    rng = np.random.default_rng(4)
+    electrons = 9.0 * rng.standard_normal((SIDE, SIDE))
+    electrons[600:610, 600:640] += 400.0  # a trace 40 x the lab law's persistence, unsaturated in PREVFILE
+    electrons[605, 700] = 2000.0  # a cosmic ray beside it, where the law predicts nothing
+    electrons[602, 620] = 3000.0  # and one on the trace
+    usable = np.ones((SIDE, SIDE), bool)
+    scaling = NORMALISATION.scaling
+    image01 = scale_detector(electrons, usable, scaling).image
+    predicted01 = np.zeros((SIDE, SIDE), np.float32)
+    predicted01[600:610, 600:640] = scaling.squash_positive(40.0)  # the law scaled to the dark: 40 sigma
+    network_mask = np.zeros((SIDE, SIDE), bool)
+    network_mask[600:610, 600:640] = network_mask[605, 700] = True
+    veto = BrightVeto(sigma=30.0, grow=1, spare_predicted=3.0)
+
+    spared = veto.apply(network_mask, image01, scaling, None, predicted01)
+    everywhere = BrightVeto(sigma=30.0, grow=1).apply(network_mask, image01, scaling, None, predicted01)
+
+    assert spared[600:610, 600:640].all() and not spared[605, 700], "the trace kept, the hit off it vetoed"
+    assert spared.sum() == 400
+    assert not everywhere[600:610, 600:640].any()
+    assert np.array_equal(veto.apply(network_mask, image01, scaling), everywhere), (
+        "no law channel: no sparing"
+    )
+    assert BrightVeto.from_dict(veto.to_dict()) == veto

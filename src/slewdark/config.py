@@ -65,6 +65,11 @@ NonNegativeRange = Annotated[
     tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]], AfterValidator(_ordered_range)
 ]
 """``[lo, hi]`` of values >= 0, drawn uniformly per exposure."""
+UnitRange = Annotated[
+    tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]],
+    AfterValidator(_ordered_range),
+]
+"""``[lo, hi]`` of shares in [0, 1], drawn uniformly per exposure."""
 
 
 class DetectorSim(Section):
@@ -187,6 +192,12 @@ class PreviousSim(Section):
 
     nan_saturated_probability: float = Field(
         ge=0, le=1, description="per exposure: saturated pixels NaN instead of capped at full well"
+    )
+    cosmic_flagged: UnitRange = Field(
+        description="per exposure, uniform range: share of cosmic-ray hits flagged COSMIC in its DQ"
+    )
+    cosmic_flag_min: float = Field(
+        ge=0, description="e-: pixels of a flagged hit that received at least this charge carry the flag"
     )
 
 
@@ -482,6 +493,11 @@ class UnetVetoParams(Section):
         le=10,
         description="px around the previous exposure's saturated pixels never vetoed; null = none",
     )
+    spare_predicted: float | None = Field(
+        gt=0,
+        description="noise sigmas: pixels where the law scaled to the dark (3rd channel) predicts at least "
+        "this are never vetoed; null = none",
+    )
 
 
 UnetLoss = Literal["dice_bce", "focal", "bce"]
@@ -693,6 +709,9 @@ class LawFitParams(Section):
     iterations: int = Field(ge=1, description="clipped least-squares passes")
     min_pixels: int = Field(ge=1, description="fewer pixels to fit: the lab law's scale, 1")
     mask_sigma: float = Field(gt=0, description="noise sigmas of prediction flagged (baseline, labels)")
+    cosmic_fill: float = Field(
+        ge=0, le=10, description="px: Gaussian filling PREVFILE's COSMIC-flagged pixels; 0 = ignored"
+    )
 
 
 class PseudomaskParams(Section):

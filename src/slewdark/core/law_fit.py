@@ -8,8 +8,14 @@ Its *shape* is what the previous exposure fixes; its *scale* the dark itself
 can measure. So, for one detector of one dark:
 
 1. the expected fluence is the previous exposure (``PREVFILE``), saturated
-   pixels (SATUR bit or NaN) counted as a full well, median filtered over
-   ``fluence_median`` px so that its cosmic rays leave no prediction;
+   pixels (SATUR bit or NaN) counted as a full well; where its pipeline
+   flagged cosmic-ray hits (the COSMIC bit of its DQ layer), the flagged pixels
+   take the fluence of the unflagged pixels around them (normalised
+   convolution by a Gaussian of ``cosmic_fill`` px): the charge of
+   a hit is real but was not the sky's, and the persistence the truth of a
+   simulation and a sky-history pipeline expect is the sky's. Optionally median
+   filtered over ``fluence_median`` px (which also cuts unflagged hits, and
+   trace cores and stars with them);
 2. the law gives the persistence a median pixel releases into this dark
    from that fluence, its ``TSINCE`` and ``EXPTIME``;
 3. the scale is the slope of the dark's background-free electrons
@@ -72,6 +78,8 @@ class LawFitSettings:
     iterations: int
     min_pixels: int
     mask_sigma: float
+    cosmic_fill: float = 0.0
+    """px: Gaussian of the fill of COSMIC-flagged pixels; 0 ignores the flags (checkpoints before it)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, as stored in the checkpoint."""
@@ -112,11 +120,34 @@ class ScaledLaw:
         return self.predicted >= mask_sigma * self.sigma
 
 
-def expected_fluence(prev: DetectorImage, full_well: float, median: int) -> np.ndarray:
-    """The previous exposure's fluence (e-) as the law reads it: saturated = full well, no data = 0."""
+def expected_fluence(
+    prev: DetectorImage, full_well: float, median: int, cosmic_fill: float = 0.0
+) -> np.ndarray:
+    """The previous exposure's fluence (e-) as the law reads it.
+
+    Saturated pixels count as a full well, pixels without data as 0; with
+    ``cosmic_fill`` > 0, COSMIC-flagged pixels are filled from their
+    surroundings (:func:`fill_flagged`); with ``median`` > 1 the result is
+    median filtered.
+    """
     fluence = np.nan_to_num(prev.data, nan=0.0, posinf=full_well, neginf=0.0)
     fluence = np.where(prev.saturated, full_well, fluence).astype(np.float32)
+    if cosmic_fill > 0 and prev.cosmic is not None and prev.cosmic.any():
+        fluence = fill_flagged(fluence, prev.cosmic & ~prev.saturated, cosmic_fill)
     return ndimage.median_filter(fluence, size=median) if median > 1 else fluence
+
+
+def fill_flagged(image: np.ndarray, flagged: np.ndarray, sigma: float) -> np.ndarray:
+    """``image`` with the flagged pixels filled from the unflagged pixels around them.
+
+    Normalised convolution: the Gaussian (``sigma`` px) weighted mean of the
+    unflagged pixels; 0 where none lies within reach (4 ``sigma``).
+    """
+    weight = (~flagged).astype(np.float32)
+    numerator = ndimage.gaussian_filter(image * weight, sigma)
+    denominator = ndimage.gaussian_filter(weight, sigma)
+    mean = np.divide(numerator, denominator, out=np.zeros_like(image), where=denominator > 1e-6)
+    return np.where(flagged, mean, image).astype(np.float32)
 
 
 def fit_scale(
@@ -203,7 +234,7 @@ def scale_law(
     -------
     ScaledLaw
     """
-    fluence = expected_fluence(prev, law.full_well, settings.fluence_median)
+    fluence = expected_fluence(prev, law.full_well, settings.fluence_median, settings.cosmic_fill)
     predicted = law.predict(fluence, *timing)
     saturated = fluence >= law.full_well
     residual, sigma = scaled.residual, scaled.sigma

@@ -74,7 +74,11 @@ class BrightVeto:
     exposure saturated are not vetoed: persistence there can be as bright
     as a hit (the Euclid ground tests find amplitudes up to a few tenths of
     a per cent of the fluence), and the network, which sees that exposure,
-    decides them.
+    decides them. With ``spare_predicted``, pixels where the law scaled to the
+    dark (the third input channel) predicts at least that many noise sigmas
+    are not vetoed either: persistence the law expects to be bright is not
+    too bright to be persistence (a detector whose traps are tens of times the
+    lab's, a near-saturated trace just short of the SATUR bit).
 
     Attributes
     ----------
@@ -87,12 +91,16 @@ class BrightVeto:
     spare_saturated
         px around the previous exposure's saturated pixels where nothing is
         vetoed; None = the veto acts everywhere.
+    spare_predicted
+        Noise units of the law's scaled prediction from which nothing is
+        vetoed; None = none spared for it.
     """
 
     sigma: float
     grow: int
     fill: int = 0
     spare_saturated: int | None = None
+    spare_predicted: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, as stored in the checkpoint."""
@@ -101,6 +109,7 @@ class BrightVeto:
             "grow": self.grow,
             "fill": self.fill,
             "spare_saturated": self.spare_saturated,
+            "spare_predicted": self.spare_predicted,
         }
 
     @classmethod
@@ -109,11 +118,13 @@ class BrightVeto:
         if values is None:
             return None
         spare = values.get("spare_saturated")
+        predicted = values.get("spare_predicted")
         return cls(
             float(values["sigma"]),
             int(values["grow"]),
             int(values.get("fill", 0)),
             None if spare is None else int(spare),
+            None if predicted is None else float(predicted),
         )
 
     def vetoed(self, image01: np.ndarray, scaling: Scaling) -> np.ndarray:
@@ -124,7 +135,12 @@ class BrightVeto:
         return _grown(image01 > scaling.squash(self.sigma), self.grow)
 
     def apply(
-        self, mask: np.ndarray, image01: np.ndarray, scaling: Scaling, previous01: np.ndarray | None = None
+        self,
+        mask: np.ndarray,
+        image01: np.ndarray,
+        scaling: Scaling,
+        previous01: np.ndarray | None = None,
+        predicted01: np.ndarray | None = None,
     ) -> np.ndarray:
         """The mask with the vetoed pixels removed, or filled from their surroundings.
 
@@ -139,6 +155,8 @@ class BrightVeto:
         previous01
             The previous-exposure channel (channel 1 of :func:`detector_input`,
             1 where it saturated), or None without one.
+        predicted01
+            The law channel (channel 2 of :func:`detector_input`), or None without one.
 
         Returns
         -------
@@ -149,6 +167,8 @@ class BrightVeto:
         vetoed = self.vetoed(image01, scaling)
         if self.spare_saturated is not None and previous01 is not None:
             vetoed &= ~_grown(previous01 >= 1.0, self.spare_saturated)
+        if self.spare_predicted is not None and predicted01 is not None:
+            vetoed &= predicted01 < scaling.squash_positive(self.spare_predicted)
         kept = mask & ~vetoed
         if self.fill == 0 or not vetoed.any():
             return kept

@@ -108,6 +108,15 @@ class Scaling:
         squashed = (np.arcsinh(np.asarray(z, dtype=np.float32) / self.softening) - low) / (high - low)
         return np.clip(squashed, 0.0, 1.0).astype(np.float32)
 
+    def squash_positive(self, z: np.ndarray | float) -> np.ndarray:
+        """Non-negative ``z`` (noise units) to [0, 1] with the same softening: 0 stays 0, ``high_sigma`` is 1.
+
+        The law channel's scale (:func:`slewdark.inference.unet_input.law_channel`).
+        """
+        positive = np.maximum(np.asarray(z, dtype=np.float32), 0.0)
+        squashed = np.arcsinh(positive / self.softening) / np.arcsinh(self.high_sigma / self.softening)
+        return np.clip(squashed, 0.0, 1.0).astype(np.float32)
+
 
 @dataclass(frozen=True)
 class ScaledDetector:

@@ -344,6 +344,8 @@ def provenance_header(unet: UnetModel, input_sha: str, git_rev: str, obs_id: str
         header["VETOFILL"] = (unet.veto.fill, "px: vetoed gaps closed by this; 0=none")
         if unet.veto.spare_saturated is not None:
             header["VETOSPAR"] = (unet.veto.spare_saturated, "px: PREVFILE saturation not vetoed")
+        if unet.veto.spare_predicted is not None:
+            header["VETOPRED"] = (unet.veto.spare_predicted, "sigma: law prediction not vetoed")
     return header
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from slewdark.core.law_fit import scale_law
 from slewdark.core.normalisation import Normalisation
-from slewdark.core.scaling import ScaledDetector, Scaling, scale_detector
+from slewdark.core.scaling import ScaledDetector, scale_detector
 from slewdark.errors import ContractError
 from slewdark.io.fits import DetectorImage, read_detector
 
@@ -66,14 +66,7 @@ def law_channel(
     if law is None or settings is None:
         raise ValueError("a three-channel input needs the law and its fit in the normalisation")
     fit = scale_law(scaled, usable, prev, law, timing, settings)
-    return squash_positive(fit.predicted / fit.sigma, normalisation.scaling)
-
-
-def squash_positive(z: np.ndarray, scaling: Scaling) -> np.ndarray:
-    """Non-negative noise units to [0, 1] with the slew dark's softening: 0 stays 0, ``high_sigma`` is 1."""
-    softening, high = scaling.softening, scaling.high_sigma
-    squashed = np.arcsinh(np.maximum(z, 0.0) / softening) / np.arcsinh(high / softening)
-    return np.clip(squashed, 0.0, 1.0).astype(np.float32)
+    return normalisation.scaling.squash_positive(fit.predicted / fit.sigma)
 
 
 def detector_input(

@@ -45,6 +45,7 @@ DECOMPRESSORS: dict[bytes, Callable[[Path], Any]] = {
 """Magic bytes of the compressed files astropy reads, and how to decompress them."""
 DEFAULT_PERSIST_BIT = 13
 DEFAULT_SATUR_BIT = 10
+DEFAULT_COSMIC_BIT = 16
 UNUSABLE_FLAGS = {"INVALID": 0, "OBMASK": 1, "DISCONNECTED": 2, "ZEROQE": 3, "BADBASE": 4}
 """DQ flags (Euclid NISP calibrated-frame layout) whose pixels hold no usable data.
 
@@ -91,6 +92,10 @@ class DetectorImage:
         layer does not explain is read as such a saturated pixel. A producer that
         writes NaN for other reasons must set an unusable DQ bit (e.g. INVALID)
         there. Saturated NaN pixels stay unusable: they hold no value.
+    cosmic
+        Pixels the producer's pipeline flagged as cosmic-ray hits: the COSMIC
+        bit of the DQ layer (``MSK_FLAG_COSMIC``, default 16); None without a
+        DQ layer. They stay usable: the charge is real, its origin is not the sky.
     """
 
     detector: str
@@ -101,6 +106,7 @@ class DetectorImage:
     header: fits.Header
     persist_bit: int
     saturated: np.ndarray
+    cosmic: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -356,7 +362,7 @@ def _load_detector(path: Path, hdul: fits.HDUList, detector: str, index: int, ex
     usable = finite.copy()
     saturated = ~finite
     persist_bit = _flag_bit("PERSIST", DEFAULT_PERSIST_BIT, headers)
-    persist_flag = None
+    persist_flag = cosmic = None
     if dq is not None:
         bad_bits = sum(1 << _flag_bit(flag, bit, headers) for flag, bit in UNUSABLE_FLAGS.items())
         good = (dq & np.uint32(bad_bits)) == 0
@@ -364,6 +370,7 @@ def _load_detector(path: Path, hdul: fits.HDUList, detector: str, index: int, ex
         saturated &= good
         saturated |= (dq & np.uint32(1 << _flag_bit("SATUR", DEFAULT_SATUR_BIT, headers))) != 0
         persist_flag = (dq & np.uint32(1 << persist_bit)) != 0
+        cosmic = (dq & np.uint32(1 << _flag_bit("COSMIC", DEFAULT_COSMIC_BIT, headers))) != 0
     return DetectorImage(
         detector=detector,
         data=np.ascontiguousarray(data),
@@ -373,6 +380,7 @@ def _load_detector(path: Path, hdul: fits.HDUList, detector: str, index: int, ex
         header=sci.header.copy(),
         persist_bit=persist_bit,
         saturated=saturated,
+        cosmic=cosmic,
     )
 
 

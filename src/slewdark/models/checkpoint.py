@@ -78,7 +78,8 @@ class UnetModel:
             The network's probability map.
         image
             The network input (:func:`~slewdark.inference.unet_input.detector_input`);
-            channel 0 feeds the veto, channel 1 (the previous exposure) what it spares.
+            channel 0 feeds the veto, channels 1 (the previous exposure) and 2 (the
+            law's prediction) what it spares.
         usable
             Pixels with data: the others are never flagged.
         """
@@ -86,7 +87,8 @@ class UnetModel:
         if self.veto is None:
             return mask
         previous = image[1] if image.shape[0] > 1 else None
-        return self.veto.apply(mask, image[0], self.normalisation.scaling, previous) & usable
+        predicted = image[2] if image.shape[0] > 2 else None
+        return self.veto.apply(mask, image[0], self.normalisation.scaling, previous, predicted) & usable
 
     def inference_network(self) -> nn.Module:
         """The network prepared for inference (batch norms folded, channels-last), built on first use.

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from scipy import ndimage
 from tqdm import tqdm
 
 from slewdark import __version__
@@ -71,6 +72,8 @@ STREAM = {
 their own, so cosmic rays and readout noise do not change with the sky's orientation."""
 SATUR_BIT = 10
 """DQ bit of saturated pixels in Euclid's NISP layout (``MSK_FLAG_SATUR``)."""
+COSMIC_BIT = 16
+"""DQ bit of cosmic-ray hits in Euclid's NISP layout (``MSK_FLAG_COSMIC``)."""
 
 
 @dataclass(frozen=True)
@@ -100,11 +103,13 @@ class ExposurePlan:
     hot_fraction: float
     readout: ReadoutLevels
     nan_saturated: bool
+    cosmic_flagged: float
+    """Share of the previous exposure's cosmic-ray hits that its pipeline flags COSMIC."""
 
 
 @dataclass(frozen=True)
 class PreviousImage:
-    """The previous exposure as delivered: electrons and the DQ layer with the SATUR bit."""
+    """The previous exposure as delivered: electrons and the DQ layer with the SATUR and COSMIC bits."""
 
     science: np.ndarray
     dq: np.ndarray
@@ -215,6 +220,7 @@ def plan_exposure(cfg: SimulateParams, index: int) -> ExposurePlan:
             amp_glow=uniform(rng, cfg.detector.amp_glow),
         ),
         nan_saturated=bool(rng.random() < cfg.previous.nan_saturated_probability),
+        cosmic_flagged=uniform(rng, cfg.previous.cosmic_flagged),
     )
 
 
@@ -254,14 +260,16 @@ def observe_previous(
     Poisson noise on the fluence, cosmic rays at the previous exposure's EXPTIME and
     the dark's rate, read noise; pixels whose charge reached full well are capped
     there (or NaN when the plan says so) and flagged with the SATUR bit of the DQ
-    layer. Reference pixels of a 2048 frame hold read noise only.
+    layer; the pipeline's cosmic-ray detection (:func:`flagged_hits`) sets the
+    COSMIC bit on a share of the hits. Reference pixels of a 2048 frame hold
+    read noise only.
     """
     exposure = plan.previous
     cosmic, _ = cosmic_rays(
         SHAPE, exposure.exptime, plan.cosmic_rate_factor, cfg.cosmic_rays, cfg.detector, rng
     )
     lit = fluence > 0
-    collected = cosmic
+    collected = cosmic.copy()
     collected[lit] += rng.poisson(fluence[lit])
     saturated = collected >= cfg.detector.full_well
     full = (SHAPE[0] + 2 * REFERENCE_BORDER, SHAPE[1] + 2 * REFERENCE_BORDER)
@@ -274,9 +282,23 @@ def observe_previous(
     science[inner][saturated] = np.nan if plan.nan_saturated else cfg.detector.full_well
     dq = np.zeros(full, dtype=np.uint32)
     dq[inner][saturated] = 1 << SATUR_BIT
+    flagged = flagged_hits(cosmic, plan.cosmic_flagged, cfg.previous.cosmic_flag_min, rng)
+    dq[inner][flagged] |= 1 << COSMIC_BIT
     if cfg.frame == SHAPE[0]:
         science, dq = science[inner], dq[inner]
     return PreviousImage(science=np.ascontiguousarray(science), dq=np.ascontiguousarray(dq))
+
+
+def flagged_hits(cosmic: np.ndarray, share: float, charge_min: float, rng: np.random.Generator) -> np.ndarray:
+    """The pixels a pipeline flags COSMIC: a ``share`` of the hits, drawn hit by hit.
+
+    A hit is an 8-connected group of pixels that received at least ``charge_min``
+    e- of cosmic-ray charge; a flagged hit has all of them flagged, a missed one none.
+    """
+    hits, n_hits = ndimage.label(cosmic >= charge_min, structure=np.ones((3, 3), bool))
+    kept = rng.random(n_hits + 1) < share
+    kept[0] = False
+    return kept[hits]
 
 
 def with_nan(science: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -380,6 +402,8 @@ def _primary_headers(cfg: SimulateParams, plan: ExposurePlan) -> tuple[fits.Head
     prev["TILT"] = (previous.tilt, "deg")
     prev["EXPTIME"] = (previous.exptime, "s")
     prev["HIERARCH MSK_FLAG_SATUR"] = (SATUR_BIT, "DQ bit of saturated pixels")
+    prev["HIERARCH MSK_FLAG_COSMIC"] = (COSMIC_BIT, "DQ bit of cosmic-ray hits")
+    prev["SIMCRFLG"] = (plan.cosmic_flagged, "share of cosmic-ray hits flagged COSMIC")
     prev["SIMRICH"] = (previous.richness, "sky richness factor on n_sources")
     prev["SIMNANS"] = (plan.nan_saturated, "saturated pixels are NaN, not capped")
     truth = fits.Header({"OBS_ID": plan.stem})
@@ -406,6 +430,7 @@ def _detector_hdus(
     previous.header["SIMORIEN"] = (layers.orientation, "sky transform 0..7 (rot90 k; 4..7 transposed)")
     dq = fits.ImageHDU(layers.previous.dq, name=f"DET{detector}.DQ")
     dq.header["HIERARCH MSK_FLAG_SATUR"] = (SATUR_BIT, "DQ bit of saturated pixels")
+    dq.header["HIERARCH MSK_FLAG_COSMIC"] = (COSMIC_BIT, "DQ bit of cosmic-ray hits")
     threshold = cfg.cosmic_rays.truth_threshold
     pers = fits.ImageHDU(layers.persistence, name=f"DET{detector}.PERS")
     pers.header["BUNIT"] = "electron"
