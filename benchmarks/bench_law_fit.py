@@ -16,7 +16,7 @@ from astropy.io import fits
 
 from slewdark.config import load_params
 from slewdark.core.law_fit import law_fit_settings, persistence_model, scale_law
-from slewdark.core.scaling import Scaling, scale_detector
+from slewdark.core.scaling import Scaling, forget_scaled, scale_detector
 from slewdark.io.fits import DetectorImage
 from slewdark.simulate.dataset import plan_exposure, simulate_detector
 
@@ -37,7 +37,7 @@ def main() -> None:
     scaled = scale_detector(image, usable, scaling)
     best = best_times(
         {
-            "scaling": lambda: scale_detector(image, usable, scaling),
+            "scaling": lambda: (forget_scaled(), scale_detector(image, usable, scaling)),
             "law fit": lambda: scale_law(scaled, usable, prev, law, timing, settings),
         }
     )

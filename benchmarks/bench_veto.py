@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from one_detector import best_times, simulated_detector
 from slewdark.core.normalisation import BrightVeto
-from slewdark.core.scaling import Scaling, scale_detector
+from slewdark.core.scaling import Scaling, forget_scaled, scale_detector
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
         {
             "configured": lambda: configured.apply(mask, image01, scaling),
             "fill 0": lambda: without_fill.apply(mask, image01, scaling),
-            "scaling": lambda: scale_detector(image, usable, scaling),
+            "scaling": lambda: (forget_scaled(), scale_detector(image, usable, scaling)),
         }
     )
     print(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from slewdark.core.scaling import Scaling, noise_sigma, remove_background, scale_detector
+from slewdark.core.scaling import Scaling, forget_scaled, noise_sigma, remove_background, scale_detector
 
 SCALING = Scaling(
     background="channel_row_block",
@@ -148,3 +148,25 @@ def test_squash_is_monotonic_and_saturates() -> None:
     assert out[0] == out[1] == 0.0 and out[-1] == out[-2] == 1.0
     assert np.all(np.diff(out[1:-1]) > 0)
     assert Scaling.from_dict(SCALING.to_dict()) == SCALING
+
+
+def test_the_same_detector_is_scaled_once_and_any_change_scales_it_again() -> None:
+    image = noise_only(seed=7)
+    usable = np.ones(SHAPE, bool)
+    first = scale_detector(image, usable, SCALING)
+    assert scale_detector(image.copy(), usable.copy(), SCALING) is first, "same pixels: the kept result"
+    with pytest.raises(ValueError, match="read-only"):
+        first.image[0, 0] = 1.0
+    touched = image.copy()
+    touched[5, 5] += 100.0
+    changed = scale_detector(touched, usable, SCALING)
+    assert changed is not first and changed.image[5, 5] > first.image[5, 5]
+    masked = usable.copy()
+    masked[5, 5] = False
+    assert scale_detector(image, masked, SCALING).image[5, 5] != first.image[5, 5], "the mask is in the key"
+    other = scale_detector(image, usable, replace(SCALING, softening=5.0))
+    assert other is not first and not np.array_equal(other.image, first.image), "so are the settings"
+    np.testing.assert_array_equal(scale_detector(image, usable, SCALING).image, first.image)
+    forget_scaled()
+    again = scale_detector(image, usable, SCALING)
+    assert again is not first and np.array_equal(again.residual, first.residual), "made again, alike"

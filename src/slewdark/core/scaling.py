@@ -36,10 +36,18 @@ measured in units of its own noise instead:
 
 Unusable pixels (NaN, flagged) get the value of ``z = 0`` (background), so they
 carry no structure; losses ignore them through the usable mask.
+
+The evaluation runs several methods on each detector, and each scales it: the
+last :data:`RECENT` results are kept, keyed by a digest of the pixels, the
+usable mask and the settings, so the same detector is scaled once (2 s of work
+against 20 ms of hashing). Their arrays are read-only.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -60,6 +68,8 @@ ROW_CLIP = 3.0
 REFERENCE_BORDER = 4
 """Reference pixels stripped on each side: active column 0 is column 4 of its channel's readout."""
 Background = Literal["none", "channel", "channel_row", "channel_row_block"]
+RECENT = 2
+"""Scaled detectors kept for callers that scale the same detector again."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +148,11 @@ class ScaledDetector:
     background: float
     sigma: float
     residual: np.ndarray
+
+
+_recent: OrderedDict[tuple[str, Scaling], ScaledDetector] = OrderedDict()
+"""The last :data:`RECENT` results of :func:`scale_detector`, by digest and settings."""
+_recent_lock = threading.Lock()
 
 
 def _difference_sigma(image: np.ndarray, usable: np.ndarray) -> float:
@@ -298,7 +313,9 @@ def scale_detector(image: np.ndarray, usable: np.ndarray, scaling: Scaling) -> S
     Returns
     -------
     ScaledDetector
-        The input in [0, 1], and the background, noise and residual it was made from.
+        The input in [0, 1], and the background, noise and residual it was made from;
+        their arrays are read-only and shared with any caller that scales the same
+        detector with the same settings while it is among the :data:`RECENT` ones.
 
     Raises
     ------
@@ -308,6 +325,35 @@ def scale_detector(image: np.ndarray, usable: np.ndarray, scaling: Scaling) -> S
     usable = usable & np.isfinite(image)
     if not usable.any():
         raise ValueError("no usable pixel to scale")
+    key = (_digest(image, usable), scaling)
+    with _recent_lock:
+        if key in _recent:
+            _recent.move_to_end(key)
+            return _recent[key]
+    scaled = _scale(image, usable, scaling)
+    with _recent_lock:
+        _recent[key] = scaled
+        while len(_recent) > RECENT:
+            _recent.popitem(last=False)
+    return scaled
+
+
+def forget_scaled() -> None:
+    """Drop the kept results of :func:`scale_detector` (benchmarks time the work, not the lookup)."""
+    with _recent_lock:
+        _recent.clear()
+
+
+def _digest(image: np.ndarray, usable: np.ndarray) -> str:
+    """A digest of the pixels (dtype and shape included) and of the usable mask."""
+    digest = hashlib.blake2b(f"{image.dtype}{image.shape}".encode(), digest_size=20)
+    digest.update(np.ascontiguousarray(image).view(np.uint8))
+    digest.update(np.packbits(usable))
+    return digest.hexdigest()
+
+
+def _scale(image: np.ndarray, usable: np.ndarray, scaling: Scaling) -> ScaledDetector:
+    """:func:`scale_detector` without the cache, ``usable`` already finite; arrays read-only."""
     level = float(np.median(image[usable]))
     residual = remove_background(image - level, usable, scaling.background, scaling.block)
     sigma = noise_sigma(residual, usable)
@@ -317,4 +363,7 @@ def scale_detector(image: np.ndarray, usable: np.ndarray, scaling: Scaling) -> S
         sigma = noise_sigma(residual, quiet)
     residual = np.where(usable, residual, 0.0)
     image = scaling.squash(residual / sigma)
-    return ScaledDetector(image=image, background=level, sigma=sigma, residual=residual.astype(np.float32))
+    electrons = residual.astype(np.float32)
+    image.flags.writeable = False
+    electrons.flags.writeable = False
+    return ScaledDetector(image=image, background=level, sigma=sigma, residual=electrons)
