@@ -218,9 +218,13 @@ def test_trap_density_is_lognormal_and_stable_per_detector(params):
     assert abs(np.std(np.log(scales)) / cfg.detector_scale_sigma - 1) < 0.2 and same_scale == scale
 
 
-def with_amplitude_factor(cfg, low: float, high: float):
-    persistence = cfg.persistence.model_copy(update={"amplitude_factor": (low, high)})
+def with_law(cfg, **ranges):
+    persistence = cfg.persistence.model_copy(update=ranges)
     return cfg.model_copy(update={"persistence": persistence})
+
+
+def with_amplitude_factor(cfg, low: float, high: float):
+    return with_law(cfg, amplitude_factor=(low, high))
 
 
 def test_amplitude_factor_scales_the_persistence_and_nothing_else(params):
@@ -244,6 +248,37 @@ def test_amplitude_factor_is_drawn_per_detector_and_recorded(params, tmp_path):
             assert truth[f"DET{det}.PERS"].header["SIMPAMP"] == factor
             factors.append(factor)
     assert all(0.5 <= f <= 30.0 for f in factors) and factors[0] != factors[1]
+
+
+def test_shape_factors_move_the_fermi_step_and_nothing_else(params):
+    cfg = with_law(params.simulate, x0_factor=(1.0, 1.0), dx_factor=(1.0, 1.0))
+    plan = grism_plan(cfg)
+    lab = simulate_detector(cfg, plan, "11")
+    later = simulate_detector(with_law(cfg, x0_factor=(1.5, 1.5), dx_factor=(0.5, 0.5)), plan, "11")
+    assert (lab.law_x0, lab.law_dx) == (cfg.persistence.x0, cfg.persistence.dx)
+    assert (later.law_x0, later.law_dx) == (1.5 * cfg.persistence.x0, 0.5 * cfg.persistence.dx)
+    np.testing.assert_array_equal(later.fluence, lab.fluence)
+    np.testing.assert_array_equal(later.cosmic, lab.cosmic)
+    well = cfg.detector.full_well
+    moved = cfg.persistence.model_copy(update={"x0": later.law_x0, "dx": later.law_dx})
+    ratio = persistence_signal(lab.fluence, well, 60.0, 100.0, moved) / np.maximum(
+        persistence_signal(lab.fluence, well, 60.0, 100.0, cfg.persistence), 1e-30
+    )
+    lit = lab.persistence > 0
+    np.testing.assert_allclose(later.persistence[lit], (lab.persistence * ratio)[lit], rtol=1e-4)
+    assert ratio[lab.fluence > 0].min() < 0.5, "mid-fluence pixels lose most of their persistence"
+
+
+def test_shape_factors_are_drawn_per_detector_and_recorded(params, tmp_path):
+    cfg = with_law(params.simulate, x0_factor=(0.7, 1.4), dx_factor=(0.7, 1.4))
+    [path] = simulate_dataset(tiny(params, tmp_path, detectors=("11", "23"), persistence=cfg.persistence))
+    steps = []
+    with fits.open(path) as dark, fits.open(truth_file(path)) as truth:
+        for det in ("11", "23"):
+            header = dark[f"DET{det}.SCI"].header
+            assert truth[f"DET{det}.PERS"].header["SIMPX0"] == header["SIMPX0"]
+            steps.append((header["SIMPX0"] / cfg.persistence.x0, header["SIMPDX"] / cfg.persistence.dx))
+    assert all(0.7 <= f <= 1.4 for step in steps for f in step) and steps[0] != steps[1]
 
 
 def test_default_data_hold_persistence_below_and_above_read_noise(params):

@@ -173,6 +173,10 @@ class PersistenceSim(Section):
     )
     x0: float = Field(gt=0, description="e-, centre of the Fermi step in fluence")
     dx: float = Field(gt=0, description="e-, width of the Fermi step")
+    x0_factor: PositiveRange = Field(
+        description="factor on x0 per (exposure, detector), log-uniform: a law shaped unlike the lab fit"
+    )
+    dx_factor: PositiveRange = Field(description="factor on dx per (exposure, detector), log-uniform")
     alpha: float = Field(ge=0, description="power-law index of the slow growth with fluence")
     gamma: float = Field(gt=0, description="power-law index of the decay t^-gamma")
     reference_time: float = Field(gt=0, description="s, where amplitude is defined (t / reference_time)")
@@ -414,7 +418,7 @@ class AeParams(Section):
     lr_patience: int = Field(ge=0, description="reduce-LR-on-plateau patience in epochs")
     lr_factor: float = Field(gt=0, lt=1, description="learning-rate multiplier on a plateau")
     min_lr: float = Field(ge=0)
-    amp: bool = Field(description="mixed precision (float16 autocast) when training on CUDA")
+    amp: bool = Field(description="mixed precision: float16 on CUDA, bfloat16 on CPUs with native support")
     max_train_patches: int = Field(ge=1, description="seeded subsample of the train split per epoch")
     max_val_patches: int = Field(ge=1, description="seeded subsample of the val (and test) split")
     checkpoint_dir: str = Field(description="per-training resumable checkpoints (not a DVC output)")
@@ -539,7 +543,7 @@ class UnetParams(Section):
     lr_patience: int = Field(ge=0, description="reduce-LR-on-plateau patience in epochs")
     lr_factor: float = Field(gt=0, lt=1)
     min_lr: float = Field(ge=0)
-    amp: bool = Field(description="float16 autocast when training on CUDA (ignored on CPU)")
+    amp: bool = Field(description="float16 autocast on CUDA, bfloat16 on CPUs with native support")
     threshold: float = Field(gt=0, lt=1, description="probability at and above which a pixel is persistence")
     calibrate: UnetCalibrateParams
     veto: UnetVetoParams

@@ -47,14 +47,15 @@ def main() -> None:
             for detector in simulation.detectors:
                 layers = simulate_detector(simulation, plan, detector)
                 factor = np.float32(layers.amplitude_factor * layers.persistence_scale)
+                law = simulation.persistence.model_copy(update={"x0": layers.law_x0, "dx": layers.law_dx})
                 previous = persistence_signal(
                     layers.fluence,
                     simulation.detector.full_well,
                     plan.previous.tsince,
                     plan.exptime,
-                    simulation.persistence,
+                    law,
                 )
-                history = history_persistence(simulation, plan, int(detector), layers.orientation)
+                history = history_persistence(simulation, plan, int(detector), layers.orientation, law)
                 stacks["positive"].append(layers.persistence > level)
                 stacks["oracle_prevfile"].append(previous * factor >= level)
                 stacks["oracle_history"].append((previous + history) * factor >= level)

@@ -54,10 +54,11 @@ def unet_method(model_path: Path, params: Params, missing_hint: str) -> MethodFn
     SlewdarkError
         When the checkpoint is missing or unreadable.
     """
-    from slewdark.inference.predict import autocast_dtype, load_unet, predict_probability
+    from slewdark.inference.predict import load_unet, predict_probability
     from slewdark.inference.unet_input import detector_input
     from slewdark.io.previous import optional_previous_exposure
     from slewdark.models.device import resolve_device
+    from slewdark.models.precision import autocast_dtype
 
     if not model_path.is_file():
         raise SlewdarkError(f"{model_path}: model not found; {missing_hint}")

@@ -60,6 +60,7 @@ from slewdark.io.fits import (
 )
 from slewdark.io.previous import optional_previous_exposure
 from slewdark.models.checkpoint import CHECKPOINT_KEYS, UnetModel, _checkpoint_network
+from slewdark.models.precision import autocast_dtype
 from slewdark.revision import UNKNOWN_REVISION, code_revision, package_repository
 
 log = logging.getLogger(__name__)
@@ -214,22 +215,6 @@ def load_unet(model: str | Path, device: torch.device, tracking_uri: str | None 
         params_sha=str(saved.get("params_sha") or ""),
         checkpoint_sha=file_sha256(path),
     )
-
-
-def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """Reduced precision for inference on ``device``, or None for float32.
-
-    bfloat16 on a CPU with native support (oneDNN reports it: AVX512-BF16 or
-    AMX), float16 on CUDA; None when disabled or when the CPU would emulate
-    bfloat16 (slower than float32).
-    """
-    if not enabled:
-        return None
-    if device.type == "cuda":
-        return torch.float16
-    if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.bfloat16
-    return None
 
 
 def predict_probability(

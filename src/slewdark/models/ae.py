@@ -26,7 +26,9 @@ Two architectures, chosen by name (``ae.arch``):
 
 Both take (B, 1, P, P) in [0, 1] for any P: a size not divisible by 4 (the
 study's 34) is padded by edge replication to the next multiple of 4 and the
-reconstruction cropped back. Latent vectors have at most 256 numbers.
+reconstruction cropped back. Latent vectors have at most 256 numbers. Weights
+and inputs are kept in channels-last memory, as the UNet's are: the CPU's
+convolutions, pooling and upsampling run about twice as fast there.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ class Autoencoder(nn.Module, abc.ABC):
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         extra = self.padded_size - x.shape[-1]
-        return functional.pad(x, (0, extra, 0, extra), mode="replicate") if extra else x
+        padded = functional.pad(x, (0, extra, 0, extra), mode="replicate") if extra else x
+        return padded.contiguous(memory_format=torch.channels_last)
 
     def _crop(self, y: torch.Tensor) -> torch.Tensor:
         return y[..., : self.patch_size, : self.patch_size]
@@ -148,7 +151,8 @@ def build_autoencoder(arch: str, patch_size: int, widths: Sequence[int], latent_
     Returns
     -------
     Autoencoder
-        With ``encode(x) -> (B, D)`` and ``forward(x) -> reconstruction``.
+        With ``encode(x) -> (B, D)`` and ``forward(x) -> reconstruction``; its
+        weights in channels-last memory.
 
     Raises
     ------
@@ -161,11 +165,11 @@ def build_autoencoder(arch: str, patch_size: int, widths: Sequence[int], latent_
     if arch == "seed":
         if 2 * widths[2] > MAX_LATENT:
             raise SlewdarkError(f"ae.widths[2] = {widths[2]} gives a seed latent of {2 * widths[2]} > 256")
-        return SeedAutoencoder(patch_size, widths)
+        return SeedAutoencoder(patch_size, widths).to(memory_format=torch.channels_last)
     if arch == "compact":
         if not 1 <= latent_dim <= MAX_LATENT:
             raise SlewdarkError(f"ae.latent_dim must be in 1..256, got {latent_dim}")
-        return CompactAutoencoder(patch_size, widths, latent_dim)
+        return CompactAutoencoder(patch_size, widths, latent_dim).to(memory_format=torch.channels_last)
     raise SlewdarkError(f"unknown ae.arch {arch!r}; choose from {', '.join(ARCHS)}")
 
 

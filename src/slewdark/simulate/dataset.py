@@ -31,7 +31,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from slewdark import __version__
-from slewdark.config import SimulateParams
+from slewdark.config import PersistenceSim, SimulateParams
 from slewdark.core.instrument import ACTIVE_SIZE, REFERENCE_BORDER, is_spectroscopic
 from slewdark.core.persistence_law import persistence_signal
 from slewdark.io.companions import companion_path
@@ -130,6 +130,8 @@ class DetectorLayers:
     orientation: int
     persistence_scale: float
     amplitude_factor: float
+    law_x0: float
+    law_dx: float
 
 
 def generator(seed: int, *keys: int) -> np.random.Generator:
@@ -148,6 +150,20 @@ def log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     lo, hi = bounds
     u = rng.random()
     return float(lo) if lo == hi else float(lo * (hi / lo) ** u)
+
+
+def draw_law(cfg: PersistenceSim, rng: np.random.Generator) -> tuple[PersistenceSim, float]:
+    """The law of one detector in one exposure, and the factor on its amplitude.
+
+    The lab law with its Fermi step moved and widened by factors drawn
+    log-uniformly from ``x0_factor`` and ``dx_factor``; the amplitude factor is
+    drawn first, so a data set with both shape factors at 1 holds the same
+    pixels as one without them.
+    """
+    amplitude = log_uniform(rng, cfg.amplitude_factor)
+    x0 = cfg.x0 * log_uniform(rng, cfg.x0_factor)
+    dx = cfg.dx * log_uniform(rng, cfg.dx_factor)
+    return cfg.model_copy(update={"x0": x0, "dx": dx}), amplitude
 
 
 def is_persistence_free(cfg: SimulateParams, index: int) -> bool:
@@ -237,8 +253,10 @@ def exposure_fluence(
     return orient(sky, orientation)
 
 
-def history_persistence(cfg: SimulateParams, plan: ExposurePlan, det: int, orientation: int) -> np.ndarray:
-    """Persistence (e-, median trap density) that the earlier exposures leave in the dark.
+def history_persistence(
+    cfg: SimulateParams, plan: ExposurePlan, det: int, orientation: int, law: PersistenceSim
+) -> np.ndarray:
+    """Persistence (e-, median trap density) that the earlier exposures leave in the dark by ``law``.
 
     Summed in the sky frame (persistence is per pixel) and turned once.
     """
@@ -246,9 +264,7 @@ def history_persistence(cfg: SimulateParams, plan: ExposurePlan, det: int, orien
     for k, earlier in enumerate(plan.history):
         rng = generator(cfg.seed, STREAM["history"], plan.index, det, k)
         fluence = exposure_fluence(cfg, earlier, 0, rng)
-        total += persistence_signal(
-            fluence, cfg.detector.full_well, earlier.tsince, plan.exptime, cfg.persistence
-        )
+        total += persistence_signal(fluence, cfg.detector.full_well, earlier.tsince, plan.exptime, law)
     return orient(total, orientation)
 
 
@@ -318,11 +334,10 @@ def simulate_detector(cfg: SimulateParams, plan: ExposurePlan, detector: str) ->
     fluence = exposure_fluence(
         cfg, plan.previous, orientation, generator(cfg.seed, STREAM["sky"], plan.index, det)
     )
-    pers = persistence_signal(fluence, well, plan.previous.tsince, exptime, cfg.persistence)
-    pers += history_persistence(cfg, plan, det, orientation)
+    law, amplitude = draw_law(cfg.persistence, generator(cfg.seed, STREAM["amplitude"], plan.index, det))
+    pers = persistence_signal(fluence, well, plan.previous.tsince, exptime, law)
+    pers += history_persistence(cfg, plan, det, orientation, law)
     traps, scale = trap_factor(SHAPE, cfg.persistence, generator(cfg.seed, STREAM["traps"], det))
-    amplitude_rng = generator(cfg.seed, STREAM["amplitude"], plan.index, det)
-    amplitude = log_uniform(amplitude_rng, cfg.persistence.amplitude_factor)
     pers = (pers * traps * np.float32(amplitude)).astype(np.float32)
     hot = hot_pixels(SHAPE, plan.hot_fraction, cfg.hot_pixels, generator(cfg.seed, STREAM["hot"], det))
     dark_rng = generator(cfg.seed, STREAM["dark"], plan.index, det)
@@ -348,6 +363,8 @@ def simulate_detector(cfg: SimulateParams, plan: ExposurePlan, detector: str) ->
         orientation=orientation,
         persistence_scale=scale,
         amplitude_factor=amplitude,
+        law_x0=law.x0,
+        law_dx=law.dx,
     )
 
 
@@ -416,14 +433,21 @@ def _primary_headers(cfg: SimulateParams, plan: ExposurePlan) -> tuple[fits.Head
     return dark, prev, truth
 
 
+def _law_cards(header: fits.Header, layers: DetectorLayers) -> None:
+    """The persistence law one detector's persistence was drawn with (slew dark and truth headers)."""
+    header["SIMPSCAL"] = (layers.persistence_scale, "detector persistence amplitude scale")
+    header["SIMPAMP"] = (layers.amplitude_factor, "factor on the law's amplitude, this exposure")
+    header["SIMPX0"] = (layers.law_x0, "e-, the law's Fermi step centre, this exposure")
+    header["SIMPDX"] = (layers.law_dx, "e-, the law's Fermi step width, this exposure")
+
+
 def _detector_hdus(
     cfg: SimulateParams, plan: ExposurePlan, layers: DetectorLayers, detector: str
 ) -> tuple[list[fits.ImageHDU], list[fits.ImageHDU], list[fits.ImageHDU]]:
     """One detector's extensions of the slew dark, the previous exposure and the truth file."""
     science = _science_hdu(layers.science, detector, cfg, plan)
     science.header["SIMORIEN"] = (layers.orientation, "sky transform 0..7 (rot90 k; 4..7 transposed)")
-    science.header["SIMPSCAL"] = (layers.persistence_scale, "detector persistence amplitude scale")
-    science.header["SIMPAMP"] = (layers.amplitude_factor, "factor on the law's amplitude, this exposure")
+    _law_cards(science.header, layers)
     previous = fits.ImageHDU(layers.previous.science, name=f"DET{detector}.SCI")
     previous.header["DET_ID"] = detector
     previous.header["BUNIT"] = "electron"
@@ -435,8 +459,7 @@ def _detector_hdus(
     pers = fits.ImageHDU(layers.persistence, name=f"DET{detector}.PERS")
     pers.header["BUNIT"] = "electron"
     pers.header["SIMORIEN"] = (layers.orientation, "sky transform 0..7")
-    pers.header["SIMPSCAL"] = (layers.persistence_scale, "detector persistence amplitude scale")
-    pers.header["SIMPAMP"] = (layers.amplitude_factor, "factor on the law's amplitude, this exposure")
+    _law_cards(pers.header, layers)
     cosmic = fits.ImageHDU((layers.cosmic > threshold).astype(np.uint8), name=f"DET{detector}.CR")
     cosmic.header["NHITS"] = (layers.n_cosmic_hits, "cosmic-ray hits simulated")
     truth = [

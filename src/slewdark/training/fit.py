@@ -22,6 +22,7 @@ from torch import nn
 
 from slewdark.errors import SlewdarkError
 from slewdark.io.atomic import atomic_path
+from slewdark.models.precision import autocast_dtype
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,10 @@ class FitConfig:
         Reduce-LR-on-plateau: after ``lr_patience`` epochs without improvement
         multiply the learning rate by ``lr_factor``, not below ``min_lr``.
     amp
-        Mixed precision (float16 autocast and gradient scaling); used on CUDA only.
+        Mixed precision where the hardware runs it natively
+        (:func:`slewdark.models.precision.autocast_dtype`): float16 autocast with
+        gradient scaling on CUDA, bfloat16 autocast on a CPU with native support
+        (same exponent range as float32, no scaling); float32 elsewhere.
     """
 
     epochs: int
@@ -125,11 +129,11 @@ def fit(
     -------
     FitResult
     """
-    use_amp = config.amp and device.type == "cuda"
+    precision = autocast_dtype(device, config.amp)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
     )
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
     state = _restore(checkpoint, fingerprint, model, optimizer, scheduler, scaler)
     if state["best_state"] is None:
         state["best_state"] = _copy_state(model)
@@ -140,10 +144,11 @@ def fit(
     while epoch < config.epochs and not state["stopped_early"]:
         epoch += 1
         model.train()
-        train_value = _run_epoch(model, train_batches(epoch), train_loss, device, use_amp, optimizer, scaler)
+        batches = train_batches(epoch)
+        train_value = _run_epoch(model, batches, train_loss, device, precision, optimizer, scaler)
         model.eval()
         with torch.no_grad():
-            val_value = _run_epoch(model, val_batches(), val_loss, device, use_amp)
+            val_value = _run_epoch(model, val_batches(), val_loss, device, precision)
         record = EpochRecord(epoch, train_value, val_value, optimizer.param_groups[0]["lr"])
         scheduler.step(val_value)
         state["history"].append(record)
@@ -173,7 +178,7 @@ def _run_epoch(
     batches: Iterable[Batch],
     loss_fn: LossFn,
     device: torch.device,
-    use_amp: bool,
+    precision: torch.dtype | None,
     optimizer: torch.optim.Optimizer | None = None,
     scaler: torch.amp.GradScaler | None = None,
 ) -> float:
@@ -181,7 +186,7 @@ def _run_epoch(
     total, count = 0.0, 0
     for batch in batches:
         batch = tuple(t.to(device, non_blocking=True) for t in batch)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+        with torch.autocast(device.type, dtype=precision or torch.float32, enabled=precision is not None):
             loss = loss_fn(model, batch)
         if optimizer is not None and scaler is not None:
             optimizer.zero_grad(set_to_none=True)
