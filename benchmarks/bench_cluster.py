@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.datasets import make_blobs
 
 from slewdark.config import load_params
-from slewdark.latent.fitting import fit_group
+from slewdark.latent.fitting import fit_groups
 from slewdark.latent.neighbourhood import classify_rows
 
 
@@ -48,7 +48,7 @@ def main() -> None:
         latents = synthetic_latents(Path(tmp) / "latents.npy", args.n, args.dim, params.seed)
         rows = np.arange(args.n)
         start = time.perf_counter()
-        fit = fit_group("all", latents, rows, params.umap, params.cluster, params.seed)
+        fit = fit_groups(latents, {"all": rows}, params.umap, params.cluster, params.seed, workers=1)["all"]
         fitted = time.perf_counter()
         classify_rows(
             fit.model(0),

@@ -17,6 +17,7 @@ from slewdark.config import Params, load_params
 from slewdark.evaluation.diagnostics import clustering_scores
 from slewdark.evaluation.truth import read_truth_classes
 from slewdark.io.tables import INDEX_COLUMNS, write_table
+from slewdark.latent.fitting import fit_groups
 from slewdark.models.ae import build_autoencoder
 from slewdark.stages.cluster import classify_patches, run_cluster
 
@@ -224,3 +225,21 @@ def test_merged_mode_is_reproducible_and_classifies_new_exposures(products: tupl
         )
         == 2
     )
+
+
+def test_group_fits_are_the_same_with_one_or_two_workers() -> None:
+    params = load_params(REPO / "params.yaml")
+    latents, _ = make_blobs(n_samples=600, centers=np.eye(3, 12) * 10.0, cluster_std=0.6, random_state=0)
+    latents = latents.astype(np.float32)
+    groups = {"0": np.arange(0, 600, 2), "1": np.arange(1, 600, 2)}
+    counts = params.cluster.n_components.model_copy(update={"min": 2, "max": 5})
+    cluster = params.cluster.model_copy(update={"n_components": counts})
+    umap = params.umap.model_copy(update={"n_neighbors": 10})
+    one = fit_groups(latents, groups, umap, cluster, 7, workers=1)
+    two = fit_groups(latents, groups, umap, cluster, 7, workers=2)
+    assert list(two) == ["0", "1"]
+    for group in groups:
+        np.testing.assert_array_equal(one[group].fitted_rows, two[group].fitted_rows)
+        np.testing.assert_array_equal(one[group].reducer.embedding_, two[group].reducer.embedding_)
+        np.testing.assert_array_equal(one[group].selection.bic, two[group].selection.bic)
+        assert one[group].selection.chosen == two[group].selection.chosen == 3

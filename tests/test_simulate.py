@@ -26,6 +26,7 @@ from slewdark.simulate.dataset import (
     generator,
     plan_exposure,
     simulate_dataset,
+    simulate_datasets,
     simulate_detector,
 )
 from slewdark.simulate.detector import expected_cosmic_hits, hot_pixels
@@ -552,3 +553,22 @@ def test_bunit_adu_round_trips_to_electrons(params, tmp_path):
     with fits.open(adu_path) as hdul:
         assert hdul["DET11.SCI"].header["BUNIT"] == "adu"
     np.testing.assert_allclose(read_detector(adu_path, "11").data, e, rtol=1e-5, atol=1e-3)
+
+
+def test_simulated_files_are_byte_identical_with_one_or_two_workers(params, tmp_path: Path) -> None:
+    def sets(root: Path) -> list:
+        fields = {"truth_out": None, "n_exposures": 2, "detectors": ["11"]}
+        return [
+            params.simulate.model_copy(update=fields | {"out": str(root / name), "seed": seed})
+            for name, seed in (("a", 7), ("b", 8))
+        ]
+
+    alone = simulate_datasets(sets(tmp_path / "one"), workers=1)
+    shared = simulate_datasets(sets(tmp_path / "two"), workers=2)
+    names = [[p.name for p in files] for files in shared]
+    assert names == [["sd007_0000.fits", "sd007_0001.fits"], ["sd008_0000.fits", "sd008_0001.fits"]]
+    for files_one, files_two in zip(alone, shared, strict=True):
+        for one, two in zip(files_one, files_two, strict=True):
+            for suffix in (".fits", ".prev.fits", ".truth.fits"):
+                name = one.name.replace(".fits", suffix)
+                assert (one.parent / name).read_bytes() == (two.parent / name).read_bytes()

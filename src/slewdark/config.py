@@ -786,6 +786,9 @@ class Params(Section):
 
     seed: int = Field(ge=0, description="global seed for every stochastic step")
     device: Device
+    workers: int = Field(
+        ge=0, description="local Dask processes for the simulate and cluster stages; 0 = one per usable core"
+    )
     tracking: TrackingParams
     data: DataParams
     simulate: SimulateParams

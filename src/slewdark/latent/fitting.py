@@ -19,6 +19,7 @@ from slewdark.latent.mixture import KMeansScores, MixtureSelection, kmeans_score
 from slewdark.latent.neighbourhood import GroupModel
 from slewdark.latent.reduce import fit_reducer
 from slewdark.latent.sampling import sample_rows
+from slewdark.ops.parallel import map_ordered
 
 log = logging.getLogger(__name__)
 
@@ -57,47 +58,74 @@ class GroupFit:
         return GroupModel(self.group, self.reducer, self.selection.model, first_cluster, self.view)
 
 
-def fit_group(
-    group: str,
+@dataclass
+class GroupJob:
+    """What a worker needs to fit one group: its sampled rows and their latent vectors."""
+
+    group: str
+    fitted_rows: np.ndarray
+    vectors: np.ndarray
+    umap: UmapParams
+    cluster: ClusterParams
+    seed: int
+
+
+def fit_groups(
     latents: np.ndarray,
-    rows: np.ndarray,
+    groups: dict[str, np.ndarray],
     umap: UmapParams,
     cluster: ClusterParams,
     seed: int,
-) -> GroupFit:
-    """Fit the reducer, the mixtures over the count range and (optionally) K-means for one group.
+    workers: int,
+) -> dict[str, GroupFit]:
+    """Fit each group's reducer, mixtures over the count range and (optionally) K-means.
+
+    Each group is fitted on a seeded subsample of at most ``cluster.fit_max_patches``
+    of its rows; the groups are fitted side by side on local Dask workers.
 
     Parameters
     ----------
-    group
-        Group name.
     latents
         (N, D) latent vectors of all patches (may be a memory map).
-    rows
-        Sorted rows of this group that belong to the fit splits.
+    groups
+        ``{group: sorted rows in the fit splits}``.
     umap, cluster
         The ``umap`` and ``cluster`` sections of the parameters.
     seed
-        Seed of the subsample, UMAP, the mixtures and K-means.
+        Seed of the subsamples, UMAP, the mixtures and K-means.
+    workers
+        Local worker processes (:func:`slewdark.ops.parallel.map_ordered`); the fits
+        are the same whatever the number.
 
     Returns
     -------
-    GroupFit
+    dict
+        ``{group: GroupFit}`` in the order of ``groups``.
     """
-    fitted_rows = sample_rows(rows, cluster.fit_max_patches, seed)
-    vectors = np.asarray(latents[fitted_rows], dtype=np.float32)
-    log.info("group %s: fitting on %d of %d patches", group, len(fitted_rows), len(rows))
+    jobs = []
+    for group, rows in groups.items():
+        fitted_rows = sample_rows(rows, cluster.fit_max_patches, seed)
+        log.info("group %s: fitting on %d of %d patches", group, len(fitted_rows), len(rows))
+        vectors = np.asarray(latents[fitted_rows], dtype=np.float32)
+        jobs.append(GroupJob(group, fitted_rows, vectors, umap, cluster, seed))
+    fits = map_ordered(fit_job, jobs, workers, desc="fitting groups", unit="group")
+    return {fit.group: fit for fit in fits}
+
+
+def fit_job(job: GroupJob) -> GroupFit:
+    """Fit one group on its sampled vectors (a task of :func:`fit_groups`)."""
+    umap, cluster, seed = job.umap, job.cluster, job.seed
     settings = {
         "n_neighbors": umap.n_neighbors,
         "min_dist": umap.min_dist,
         "metric": umap.metric,
         "seed": seed,
     }
-    reducer = fit_reducer(vectors, n_components=umap.n_components, **settings)
+    reducer = fit_reducer(job.vectors, n_components=umap.n_components, **settings)
     view = (
         None
         if umap.n_components == VIEW_COMPONENTS
-        else fit_reducer(vectors, n_components=VIEW_COMPONENTS, **settings)
+        else fit_reducer(job.vectors, n_components=VIEW_COMPONENTS, **settings)
     )
     points = reducer.embedding_
     selection = select_mixture(
@@ -115,4 +143,4 @@ def fit_group(
         if cluster.kmeans
         else None
     )
-    return GroupFit(group, fitted_rows, reducer, view, selection, kmeans)
+    return GroupFit(job.group, job.fitted_rows, reducer, view, selection, kmeans)

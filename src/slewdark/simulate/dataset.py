@@ -22,13 +22,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 from scipy import ndimage
-from tqdm import tqdm
 
 from slewdark import __version__
 from slewdark.config import PersistenceSim, SimulateParams
@@ -36,6 +36,7 @@ from slewdark.core.instrument import ACTIVE_SIZE, REFERENCE_BORDER, is_spectrosc
 from slewdark.core.persistence_law import persistence_signal
 from slewdark.io.companions import companion_path
 from slewdark.io.fits import fits_writer
+from slewdark.ops.parallel import map_ordered
 from slewdark.simulate.detector import (
     ReadoutLevels,
     cosmic_rays,
@@ -519,31 +520,70 @@ def simulate_exposure(cfg: SimulateParams, index: int, out: Path, truth_dir: Pat
     return path
 
 
-def simulate_dataset(cfg: SimulateParams) -> list[Path]:
+def simulate_dataset(cfg: SimulateParams, workers: int = 1) -> list[Path]:
     """Simulate ``cfg.n_exposures`` slew darks into ``cfg.out``, truth into ``cfg.truth_out``.
 
     Files of a previous run that this one does not write again are removed, so each
     folder holds exactly this data set (each is a DVC output).
+
+    Parameters
+    ----------
+    cfg
+        The data set's simulation.
+    workers
+        Exposures made side by side on local Dask workers (:mod:`slewdark.ops.parallel`);
+        the files are the same whatever the number.
 
     Returns
     -------
     list of Path
         The slew-dark files, in order.
     """
-    out = Path(cfg.out)
-    truth_dir = None if cfg.truth_out is None else Path(cfg.truth_out)
-    folders = {out} if truth_dir is None else {out, truth_dir}
-    for folder in folders:
-        folder.mkdir(parents=True, exist_ok=True)
-    written = [
-        simulate_exposure(cfg, index, out, truth_dir)
-        for index in tqdm(range(cfg.n_exposures), desc="simulate", unit="exposure")
-    ]
-    keep = {p.resolve() for path in written for p in exposure_files(path, truth_dir)}
-    for stale in sorted(f for folder in folders for f in folder.glob("*.fits")):
+    return simulate_datasets([cfg], workers)[0]
+
+
+def simulate_datasets(cfgs: Sequence[SimulateParams], workers: int = 1) -> list[list[Path]]:
+    """Simulate several data sets as :func:`simulate_dataset`, their exposures on one set of workers.
+
+    Returns
+    -------
+    list of list of Path
+        Per data set, its slew-dark files in order.
+    """
+    for cfg in cfgs:
+        for folder in _folders(cfg):
+            folder.mkdir(parents=True, exist_ok=True)
+    jobs = [(cfg, index) for cfg in cfgs for index in range(cfg.n_exposures)]
+    paths = iter(map_ordered(_simulate_job, jobs, workers, desc="simulate", unit="exposure"))
+    written = [[next(paths) for _ in range(cfg.n_exposures)] for cfg in cfgs]
+    for cfg, files in zip(cfgs, written, strict=True):
+        _remove_stale(cfg, files)
+    return written
+
+
+def _truth_dir(cfg: SimulateParams) -> Path | None:
+    """Folder of the truth files; None: beside the slew darks."""
+    return None if cfg.truth_out is None else Path(cfg.truth_out)
+
+
+def _folders(cfg: SimulateParams) -> set[Path]:
+    """The folders a data set writes into."""
+    truth_dir = _truth_dir(cfg)
+    return {Path(cfg.out)} if truth_dir is None else {Path(cfg.out), truth_dir}
+
+
+def _simulate_job(job: tuple[SimulateParams, int]) -> Path:
+    """One exposure of a data set (a task of :func:`simulate_datasets`)."""
+    cfg, index = job
+    return simulate_exposure(cfg, index, Path(cfg.out), _truth_dir(cfg))
+
+
+def _remove_stale(cfg: SimulateParams, written: list[Path]) -> None:
+    """Remove the FITS files of the data set's folders that this run did not write."""
+    keep = {p.resolve() for path in written for p in exposure_files(path, _truth_dir(cfg))}
+    for stale in sorted(f for folder in _folders(cfg) for f in folder.glob("*.fits")):
         if stale.resolve() not in keep:
             stale.unlink()
-    return written
 
 
 def exposure_files(path: Path, truth_dir: Path | None) -> tuple[Path, Path, Path]:

@@ -35,7 +35,7 @@ from slewdark.io.patches import open_patches
 from slewdark.io.tables import read_index, write_table
 from slewdark.latent.channels import MERGED_GROUP, cluster_offsets, patch_groups
 from slewdark.latent.diversity import distance_summary, pairwise_distances, remove_patch_backgrounds
-from slewdark.latent.fitting import GroupFit, fit_group
+from slewdark.latent.fitting import GroupFit, fit_groups
 from slewdark.latent.mixture import fit_kmeans
 from slewdark.latent.neighbourhood import GroupModel, classify_rows, load_group_models, save_group_model
 from slewdark.latent.saliency import latent_saliency
@@ -347,7 +347,7 @@ def run_cluster(params: Params) -> dict[str, Any]:
     Parameters
     ----------
     params
-        All parameters; reads ``seed``, ``umap``, ``cluster``, ``patches.out``,
+        All parameters; reads ``seed``, ``workers``, ``umap``, ``cluster``, ``patches.out``,
         ``patches.background``, ``embed.out``, ``ae.model``, ``tracking``.
 
     Returns
@@ -360,11 +360,11 @@ def run_cluster(params: Params) -> dict[str, Any]:
     latents = load_latents(params.embed.out, len(index["patch"]))
     groups = patch_groups(index["channel"], cfg.mode)
     in_fit = np.isin(index["split"], cfg.fit_splits)
-    fits: dict[str, GroupFit] = {}
-    for group, rows in tqdm(groups.items(), desc="fitting groups", unit="group"):
+    for group, rows in groups.items():
         if not in_fit[rows].any():
             raise SlewdarkError(f"group {group}: no patches in the fit splits {cfg.fit_splits}")
-        fits[group] = fit_group(group, latents, rows[in_fit[rows]], params.umap, cfg, seed)
+    fit_rows = {group: rows[in_fit[rows]] for group, rows in groups.items()}
+    fits = fit_groups(latents, fit_rows, params.umap, cfg, seed, params.workers)
     offsets = cluster_offsets({g: f.selection.chosen for g, f in fits.items()})
     models = {g: f.model(offsets[g]) for g, f in fits.items()}
     table = assign_all(

@@ -51,7 +51,6 @@ from typing import Any
 
 import numpy as np
 import yaml
-from tqdm import tqdm
 
 from slewdark.config import LabelFallbackParams, LabelParams, Params
 from slewdark.core.brightmap import label_bright_map
@@ -62,6 +61,7 @@ from slewdark.io.fits import read_detector, read_info
 from slewdark.io.patches import open_patches
 from slewdark.io.previous import previous_exposure
 from slewdark.io.tables import read_index
+from slewdark.ops.parallel import map_ordered
 from slewdark.ops.tracking import stage_run
 
 log = logging.getLogger(__name__)
@@ -188,8 +188,38 @@ def measure_patch(
     return int(signal.sum()), hit, chance, elongation, angle, peak_ratio(patch, usable), saturated
 
 
+@dataclass(frozen=True)
+class DetectorJob:
+    """One detector of one exposure to measure: its patches' rows and top-left corners."""
+
+    patch_dir: str
+    file: str
+    detector: str
+    rows: np.ndarray
+    corners: np.ndarray
+    params: Params
+
+
+def measure_detector(job: DetectorJob) -> tuple[np.ndarray, float]:
+    """Features of a detector's patches (:func:`measure_patch`, one row each) and its dispersion."""
+    patches, usable = open_patches(job.patch_dir)
+    info = read_info(job.file)
+    prev, dispersion = previous_exposure(info)
+    full_bright = None
+    if prev is not None:
+        full_bright = label_bright_map(
+            read_detector(prev, job.detector), job.params, info.tsince, info.exptime
+        )
+    size = patches.shape[1]
+    values = np.empty((len(job.rows), 7))
+    for k, (i, (r, c)) in enumerate(zip(job.rows, job.corners, strict=True)):
+        bright = None if full_bright is None else full_bright[r : r + size, c : c + size]
+        values[k] = measure_patch(np.asarray(patches[i]), np.asarray(usable[i]), bright, job.params.label)
+    return values, dispersion
+
+
 def collect_evidence(patch_dir: str | Path, params: Params) -> PatchEvidence:
-    """Measure every patch, one (exposure, detector) at a time.
+    """Measure every patch, one (exposure, detector) at a time, side by side on ``params.workers``.
 
     Raises
     ------
@@ -197,31 +227,22 @@ def collect_evidence(patch_dir: str | Path, params: Params) -> PatchEvidence:
         When an exposure or its previous exposure breaks the data contract.
     """
     index = read_index(patch_dir)
-    patches, usable = open_patches(patch_dir)
     evidence = PatchEvidence.empty(len(index["patch"]))
-    groups = sorted({(f, d) for f, d in zip(index["file"], index["detector"], strict=True)})
-    for file, detector in tqdm(groups, desc="label evidence", unit="detector"):
+    jobs = []
+    for file, detector in sorted({(f, d) for f, d in zip(index["file"], index["detector"], strict=True)}):
         rows = np.nonzero((index["file"] == file) & (index["detector"] == detector))[0]
-        info = read_info(file)
-        prev, dispersion = previous_exposure(info)
-        full_bright = None
-        if prev is not None:
-            full_bright = label_bright_map(read_detector(prev, detector), params, info.tsince, info.exptime)
-        size = patches.shape[1]
-        for i in rows:
-            r, c = int(index["row"][i]), int(index["col"][i])
-            bright = None if full_bright is None else full_bright[r : r + size, c : c + size]
-            values = measure_patch(np.asarray(patches[i]), np.asarray(usable[i]), bright, params.label)
-            (
-                evidence.signal_pixels[i],
-                evidence.coincidence[i],
-                evidence.chance[i],
-                evidence.elongation[i],
-                evidence.angle[i],
-                evidence.peak_ratio[i],
-                evidence.saturated_fraction[i],
-            ) = values
-            evidence.dispersion[i] = dispersion
+        corners = np.column_stack([index["row"][rows], index["col"][rows]]).astype(np.int64)
+        jobs.append(DetectorJob(str(patch_dir), file, detector, rows, corners, params))
+    measured = map_ordered(measure_detector, jobs, params.workers, desc="label evidence", unit="detector")
+    for job, (values, dispersion) in zip(jobs, measured, strict=True):
+        evidence.signal_pixels[job.rows] = values[:, 0].astype(np.int64)
+        evidence.coincidence[job.rows] = values[:, 1]
+        evidence.chance[job.rows] = values[:, 2]
+        evidence.elongation[job.rows] = values[:, 3]
+        evidence.angle[job.rows] = values[:, 4]
+        evidence.peak_ratio[job.rows] = values[:, 5]
+        evidence.saturated_fraction[job.rows] = values[:, 6]
+        evidence.dispersion[job.rows] = dispersion
     return evidence
 
 

@@ -54,12 +54,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
-from tqdm import tqdm
 
 from slewdark.config import Params, PseudomaskWeightParams, SegmentParams
 from slewdark.core.brightmap import label_bright_map
@@ -76,6 +76,7 @@ from slewdark.io.patches import open_patches
 from slewdark.io.previous import previous_exposure
 from slewdark.io.pseudomasks import pseudo_mask_hdus, pseudo_mask_header, pseudo_mask_path
 from slewdark.io.tables import read_index
+from slewdark.ops.parallel import map_ordered
 from slewdark.ops.tracking import stage_run
 
 log = logging.getLogger(__name__)
@@ -259,18 +260,58 @@ def law_mask(
     return fit.mask(params.law_fit.mask_sigma)
 
 
-def _detector_hdus(
-    stem_rows: np.ndarray, index: dict[str, np.ndarray], data: dict[str, Any], params: Params
-) -> Iterator[fits.ImageHDU]:
+@dataclass(frozen=True)
+class ExposureJob:
+    """One exposure's pseudo-mask to write: its rows of ``index.csv`` and their patch decisions.
+
+    Attributes
+    ----------
+    stem
+        Exposure stem.
+    rows
+        Its patch rows (into ``patches.npy``).
+    index
+        Its rows of ``index.csv``, column by column.
+    persistence, confident
+        Per row: a persistence patch; its label is confident.
+    header
+        Primary header of the product, without ``OBS_ID``.
+    params
+        All parameters.
+    """
+
+    stem: str
+    rows: np.ndarray
+    index: dict[str, np.ndarray]
+    persistence: np.ndarray
+    confident: np.ndarray
+    header: fits.Header
+    params: Params
+
+
+def write_exposure(job: ExposureJob) -> dict[str, int]:
+    """Write one exposure's ``<stem>.pseudo.fits`` and return its detectors and pixel counts."""
+    stats = {"detectors": 0, "mask_pixels": 0, "confident_pixels": 0}
+    primary = job.header.copy()
+    primary["OBS_ID"] = job.stem
+    write_fits_atomic(
+        pseudo_mask_path(job.params.pseudomask.out, job.stem), primary, _detector_hdus(job, stats)
+    )
+    return stats
+
+
+def _detector_hdus(job: ExposureJob, stats: dict[str, int]) -> Iterator[fits.ImageHDU]:
     """MASK and WEIGHT extensions of one exposure, computed one detector at a time."""
-    file = str(index["file"][stem_rows[0]])
+    params, index = job.params, job.index
+    patches, usable = open_patches(params.patches.out)
+    file = str(index["file"][0])
     info = read_info(file)
     prev, _ = previous_exposure(info)
-    detectors = list(dict.fromkeys(index["detector"][stem_rows]))
-    for detector in detectors:
-        rows = stem_rows[index["detector"][stem_rows] == detector]
-        corners = (index["row"][rows].astype(np.int64), index["col"][rows].astype(np.int64))
-        size = data["patches"].shape[1]
+    for detector in dict.fromkeys(index["detector"]):
+        local = np.flatnonzero(index["detector"] == detector)
+        rows = job.rows[local]
+        corners = (index["row"][local].astype(np.int64), index["col"][local].astype(np.int64))
+        size = patches.shape[1]
         bright = law = None
         if prev is not None:
             prev_detector = read_detector(prev, detector)
@@ -280,11 +321,11 @@ def _detector_hdus(
                 full = law_mask(file, detector, prev_detector, (info.tsince, info.exptime), params)
                 law = cut_patches(full, *corners, size)
         masks, weights = patch_products(
-            data["patches"][rows],
-            data["usable"][rows],
+            patches[rows],
+            usable[rows],
             bright,
-            data["persistence"][rows],
-            data["confident"][rows],
+            job.persistence[local],
+            job.confident[local],
             params.pseudomask.segment,
             params.pseudomask.weight,
             segment_floor(params),
@@ -292,15 +333,17 @@ def _detector_hdus(
             params.pseudomask.law in ("everywhere", "only"),
             params.pseudomask.law == "only",
         )
-        mask, weight = reassemble(masks, weights, index["row"][rows], index["col"][rows], (ACTIVE_SIZE,) * 2)
-        data["stats"]["mask_pixels"] += int(mask.sum())
-        data["stats"]["confident_pixels"] += int((weight >= 1.0).sum())
-        data["stats"]["detectors"] += 1
+        mask, weight = reassemble(masks, weights, *corners, (ACTIVE_SIZE,) * 2)
+        stats["mask_pixels"] += int(mask.sum())
+        stats["confident_pixels"] += int((weight >= 1.0).sum())
+        stats["detectors"] += 1
         yield from pseudo_mask_hdus(detector, mask, weight)
 
 
 def run_pseudomask(params: Params) -> dict[str, Any]:
     """Run the ``pseudomask`` stage: write ``<stem>.pseudo.fits`` for every exposure of the patch index.
+
+    The exposures are written side by side on ``params.workers`` local Dask processes.
 
     Returns
     -------
@@ -314,7 +357,6 @@ def run_pseudomask(params: Params) -> dict[str, Any]:
     """
     cfg = params.pseudomask
     index = read_index(params.patches.out)
-    patches, usable = open_patches(params.patches.out)
     assignments = read_assignments(params.cluster.out, len(index["patch"]))
     decisions = read_labels(params.label.out)
     persistence, confident = patch_labels(
@@ -322,24 +364,16 @@ def run_pseudomask(params: Params) -> dict[str, Any]:
     )
     if cfg.rule == "neighbourhood":
         persistence |= neighbourhood_patches(assignments, decisions, params)
-    stats = {"exposures": 0, "detectors": 0, "mask_pixels": 0, "confident_pixels": 0}
-    data = {
-        "patches": patches,
-        "usable": usable,
-        "persistence": persistence,
-        "confident": confident,
-        "stats": stats,
-    }
     header = pseudo_mask_header(params, "PSEUDOMASK", "pseudo-label mask for UNet training")
-    stems = list(dict.fromkeys(index["exposure"]))
-    for stem in tqdm(stems, desc="pseudomask", unit="exposure"):
-        stem_rows = np.nonzero(index["exposure"] == stem)[0]
-        primary = header.copy()
-        primary["OBS_ID"] = stem
-        write_fits_atomic(
-            pseudo_mask_path(cfg.out, stem), primary, _detector_hdus(stem_rows, index, data, params)
-        )
-        stats["exposures"] += 1
+    jobs = []
+    for stem in dict.fromkeys(index["exposure"]):
+        rows = np.flatnonzero(index["exposure"] == stem)
+        columns = {name: index[name][rows] for name in ("file", "detector", "row", "col")}
+        jobs.append(ExposureJob(stem, rows, columns, persistence[rows], confident[rows], header, params))
+    stats = {"exposures": len(jobs), "detectors": 0, "mask_pixels": 0, "confident_pixels": 0}
+    for counts in map_ordered(write_exposure, jobs, params.workers, desc="pseudomask", unit="exposure"):
+        for name, value in counts.items():
+            stats[name] += value
     stats["persistence_patches"] = int(persistence.sum())
     with stage_run(
         STAGE,

@@ -32,6 +32,6 @@ def run_simulate(params: Params, section: str, companion_truth: bool) -> list[Pa
     config = params.simulate if section == "simulate" else params.heldout_simulation()
     if companion_truth:
         config = config.model_copy(update={"truth_out": None})
-    written = simulate_dataset(config)
+    written = simulate_dataset(config, params.workers)
     log.info("wrote %d exposures to %s", len(written), config.out)
     return written

@@ -13,7 +13,7 @@ import logging
 
 from slewdark.config import Params
 from slewdark.evaluation.stress_sets import stress_simulations
-from slewdark.simulate.dataset import simulate_dataset
+from slewdark.simulate.dataset import simulate_datasets
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +21,15 @@ log = logging.getLogger(__name__)
 def run_simulate_stress(params: Params) -> dict[str, int]:
     """Run the ``simulate_stress`` stage: simulate every set into ``robustness.out/<set>``.
 
+    The exposures of all sets are made side by side on ``workers`` local Dask processes.
+
     Returns
     -------
     dict
         Set name to the number of exposures written.
     """
     simulations = stress_simulations(params)
-    written = {}
     for name, simulation in simulations.items():
         log.info("stress set %s: %s -> %s", name, params.robustness.sets[name] or "held-out", simulation.out)
-        written[name] = len(simulate_dataset(simulation))
-    return written
+    written = simulate_datasets(list(simulations.values()), params.workers)
+    return {name: len(files) for name, files in zip(simulations, written, strict=True)}
