@@ -1,7 +1,8 @@
-"""Shared fixtures: tiny data sets built in tmp_path."""
+"""Shared fixtures: tiny data sets built in tmp_path; the number of test processes."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,14 @@ import pytest
 
 from slewdark.io.tables import INDEX_COLUMNS, write_table
 from slewdark.stages.patches import assign_splits
+
+MAX_TEST_PROCESSES = 4
+"""More gains little: the end-to-end module alone takes most of the suite's time."""
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Processes for ``-n auto``: one per usable CPU (hyperthreads count), at most ``MAX_TEST_PROCESSES``."""
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_TEST_PROCESSES))
 
 
 @pytest.fixture
