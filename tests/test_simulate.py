@@ -30,7 +30,7 @@ from slewdark.simulate.dataset import (
     simulate_detector,
 )
 from slewdark.simulate.detector import expected_cosmic_hits, hot_pixels
-from slewdark.simulate.persistence import trap_factor
+from slewdark.simulate.persistence import law_signal, trap_factor
 from slewdark.simulate.render import orient
 from slewdark.simulate.sky import trace_rate
 
@@ -206,6 +206,41 @@ def test_fermi_law_matches_the_lab_fit(params):
     later = [persistence_signal(fluence, well, t, 100.0, pers) for t in (60.0, 200.0, 600.0)]
     assert np.all(np.diff(np.stack(later), axis=0) < 0)
     np.testing.assert_allclose(later[2] / later[0], np.log(7 / 6) / np.log(160 / 60), rtol=1e-4)
+
+
+def test_trap_law_matches_the_fermi_law_at_full_well_and_differs_in_shape(params):
+    fermi, well = params.simulate.persistence, params.simulate.detector.full_well
+    traps = fermi.model_copy(update={"law": "traps"})
+    ref, step = fermi.reference_time, 1.0
+    at_reference = [law_signal(np.array([well]), well, ref, step, law)[0] for law in (fermi, traps)]
+    np.testing.assert_allclose(at_reference[1], at_reference[0], rtol=1e-3)
+    fluence = np.array([1e3, 1e4, 5e4, well, 10 * well])
+    per_electron = law_signal(fluence, well, 60.0, 100.0, traps) / fluence
+    assert np.all(np.diff(per_electron) < 0), "traps fill: each electron of fluence leaves less"
+    ratio = law_signal(fluence, well, 60.0, 100.0, traps) / law_signal(fluence, well, 60.0, 100.0, fermi)
+    assert ratio[1] > 1.5 * ratio[3] and ratio[4] < ratio[3], "no Fermi step, no growth beyond full well"
+
+
+def test_trap_law_releases_each_family_exponentially(params):
+    well = params.simulate.detector.full_well
+    families = {"time_constants": [300.0], "weights": [1.0]}
+    one_family = params.simulate.persistence.traps.model_copy(update=families)
+    law = params.simulate.persistence.model_copy(update={"law": "traps", "traps": one_family})
+    early, late = (law_signal(np.array([well]), well, t, 100.0, law)[0] for t in (60.0, 660.0))
+    np.testing.assert_allclose(late / early, np.exp(-600.0 / 300.0), rtol=1e-5)
+
+
+def test_trap_law_is_drawn_in_the_data_and_recorded(params, tmp_path):
+    cfg = params.simulate
+    plan = grism_plan(cfg)
+    fermi = simulate_detector(with_amplitude_factor(cfg, 1.0, 1.0), plan, "11")
+    traps = simulate_detector(with_law(with_amplitude_factor(cfg, 1.0, 1.0), law="traps"), plan, "11")
+    np.testing.assert_array_equal(traps.fluence, fermi.fluence)
+    faint = (fermi.fluence > 1e3) & (fermi.fluence < 1e4)
+    assert np.median(traps.persistence[faint] / fermi.persistence[faint]) > 1.5
+    [path] = simulate_dataset(tiny(params, tmp_path, persistence=with_law(cfg, law="traps").persistence))
+    with fits.open(path) as dark, fits.open(truth_file(path)) as truth:
+        assert dark["DET11.SCI"].header["SIMPLAW"] == truth["DET11.PERS"].header["SIMPLAW"] == "traps"
 
 
 def test_trap_density_is_lognormal_and_stable_per_detector(params):
@@ -475,6 +510,7 @@ def test_nan_fraction_blanks_random_pixels(params, tmp_path):
         ("simulate.frame", 2046, "2040"),
         ("simulate.hot_pixels.fraction", [0.001, 0.2], "at most 0.05"),
         ("simulate.persistence.law", "logistic", "fermi"),
+        ("simulate.persistence.traps.weights", [1.0, 1.0], "same trap families"),
         ("simulate.persistence_free_fraction", 1.5, "less than or equal to 1"),
     ],
 )

@@ -163,10 +163,35 @@ class SkySim(Section):
         return value
 
 
+class TrapLawSim(Section):
+    """A law of another form (``law: traps``): trap families filled by the fluence, emptying exponentially."""
+
+    time_constants: list[Annotated[float, Field(gt=0)]] = Field(
+        min_length=1, description="s, emission time constant of each trap family"
+    )
+    weights: list[Annotated[float, Field(gt=0)]] = Field(
+        min_length=1, description="share of the trapped charge in each family (normalised to sum 1)"
+    )
+    fill_fluence: float = Field(gt=0, description="e-: traps fill as 1 - exp(-fluence / fill_fluence)")
+
+    @model_validator(mode="after")
+    def _one_weight_per_family(self) -> TrapLawSim:
+        if len(self.weights) != len(self.time_constants):
+            raise ValueError(
+                f"weights ({len(self.weights)}) and time_constants ({len(self.time_constants)}) "
+                "must list the same trap families"
+            )
+        return self
+
+
 class PersistenceSim(Section):
     """Persistence law (Fermi model of Sanchez et al. 2023) and trap-density variation."""
 
-    law: Literal["fermi"] = Field(description="fluence/time law; fermi: romanisim's lab fit")
+    law: Literal["fermi", "traps"] = Field(
+        description="the law the simulator draws from; fermi: romanisim's lab fit | traps: `traps` matched "
+        "to it at full well and reference_time. The methods always assume the fermi law"
+    )
+    traps: TrapLawSim = Field(description="the trap-family law (law: traps)")
     amplitude: float = Field(ge=0, description="A, e-/s at t = reference_time")
     amplitude_factor: PositiveRange = Field(
         description="factor on amplitude per (exposure, detector), log-uniform: the law's NISP uncertainty"

@@ -7,7 +7,7 @@ tilt and sky richness, TSINCE,
 hot-pixel share and readout levels, each from its ``[lo, hi]`` range in
 ``params.yaml``. A stratified share of exposures is persistence-free (previous
 exposure long ago, no history). Per detector it draws an orientation of the sky, the
-fluence maps, the persistence they leave (Fermi law times the detector's trap map),
+fluence maps, the persistence they leave (``persistence.law`` times the detector's trap map),
 hot pixels, cosmic rays, snowballs and the readout, observes the previous exposure as
 a pipeline delivers it, and writes ``sd<s>_<i>.fits`` and ``.prev.fits`` into
 ``out``, and ``.truth.fits`` into ``truth_out`` (beside the exposures when null;
@@ -33,7 +33,6 @@ from scipy import ndimage
 from slewdark import __version__
 from slewdark.config import PersistenceSim, SimulateParams
 from slewdark.core.instrument import ACTIVE_SIZE, REFERENCE_BORDER, is_spectroscopic
-from slewdark.core.persistence_law import persistence_signal
 from slewdark.io.companions import companion_path
 from slewdark.io.fits import fits_writer
 from slewdark.ops.parallel import map_ordered
@@ -45,7 +44,7 @@ from slewdark.simulate.detector import (
     readout,
     snowballs,
 )
-from slewdark.simulate.persistence import trap_factor
+from slewdark.simulate.persistence import law_signal, trap_factor
 from slewdark.simulate.render import orient
 from slewdark.simulate.sky import exposure_time, previous_fluence
 
@@ -131,6 +130,7 @@ class DetectorLayers:
     orientation: int
     persistence_scale: float
     amplitude_factor: float
+    law: str
     law_x0: float
     law_dx: float
 
@@ -265,7 +265,7 @@ def history_persistence(
     for k, earlier in enumerate(plan.history):
         rng = generator(cfg.seed, STREAM["history"], plan.index, det, k)
         fluence = exposure_fluence(cfg, earlier, 0, rng)
-        total += persistence_signal(fluence, cfg.detector.full_well, earlier.tsince, plan.exptime, law)
+        total += law_signal(fluence, cfg.detector.full_well, earlier.tsince, plan.exptime, law)
     return orient(total, orientation)
 
 
@@ -336,7 +336,7 @@ def simulate_detector(cfg: SimulateParams, plan: ExposurePlan, detector: str) ->
         cfg, plan.previous, orientation, generator(cfg.seed, STREAM["sky"], plan.index, det)
     )
     law, amplitude = draw_law(cfg.persistence, generator(cfg.seed, STREAM["amplitude"], plan.index, det))
-    pers = persistence_signal(fluence, well, plan.previous.tsince, exptime, law)
+    pers = law_signal(fluence, well, plan.previous.tsince, exptime, law)
     pers += history_persistence(cfg, plan, det, orientation, law)
     traps, scale = trap_factor(SHAPE, cfg.persistence, generator(cfg.seed, STREAM["traps"], det))
     pers = (pers * traps * np.float32(amplitude)).astype(np.float32)
@@ -364,6 +364,7 @@ def simulate_detector(cfg: SimulateParams, plan: ExposurePlan, detector: str) ->
         orientation=orientation,
         persistence_scale=scale,
         amplitude_factor=amplitude,
+        law=law.law,
         law_x0=law.x0,
         law_dx=law.dx,
     )
@@ -436,6 +437,7 @@ def _primary_headers(cfg: SimulateParams, plan: ExposurePlan) -> tuple[fits.Head
 
 def _law_cards(header: fits.Header, layers: DetectorLayers) -> None:
     """The persistence law one detector's persistence was drawn with (slew dark and truth headers)."""
+    header["SIMPLAW"] = (layers.law, "persistence law: fermi (lab fit) | traps")
     header["SIMPSCAL"] = (layers.persistence_scale, "detector persistence amplitude scale")
     header["SIMPAMP"] = (layers.amplitude_factor, "factor on the law's amplitude, this exposure")
     header["SIMPX0"] = (layers.law_x0, "e-, the law's Fermi step centre, this exposure")

@@ -1,8 +1,9 @@
-"""Persistence's variation between pixels and detectors (:func:`trap_factor`).
+"""The simulated persistence: the law drawn from (:func:`law_signal`) and its variation (:func:`trap_factor`).
 
-The law itself (Fermi model, Sanchez et al. 2023) is in
-:mod:`slewdark.core.persistence_law`, shared with the labels' bright map;
-trap density and detector scale multiply it.
+The lab law (Fermi model, Sanchez et al. 2023) is in
+:mod:`slewdark.core.persistence_law`, shared with the methods; the law of
+another form is in :mod:`slewdark.simulate.trap_law`. Trap density and detector
+scale multiply either.
 """
 
 from __future__ import annotations
@@ -10,6 +11,19 @@ from __future__ import annotations
 import numpy as np
 
 from slewdark.config import PersistenceSim
+from slewdark.core.persistence_law import persistence_signal
+from slewdark.simulate.trap_law import trap_signal
+
+
+def law_signal(
+    fluence: np.ndarray, full_well: float, tsince: float, exptime: float, law: PersistenceSim
+) -> np.ndarray:
+    """Persistence electrons (float32) a median pixel collects in the dark, by the law ``law.law`` names.
+
+    Parameters and units as :func:`slewdark.core.persistence_law.persistence_signal`.
+    """
+    signal = trap_signal if law.law == "traps" else persistence_signal
+    return signal(fluence, full_well, tsince, exptime, law)
 
 
 def trap_factor(
