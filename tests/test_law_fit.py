@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from astropy.io import fits
 from slewdark.config import Params, load_params
 from slewdark.core.law_fit import (
     LawFitSettings,
+    ScaledLaw,
     expected_fluence,
     fit_dark,
     fit_scale,
@@ -61,12 +63,13 @@ def test_the_fit_finds_the_darks_own_amplitude_through_cosmic_rays(params: Param
     prev = previous(traces(), traces() >= 1e5)
     truth = law.predict(expected_fluence(prev, law.full_well, 1), *TIMING)
     scaling = Scaling(**params.scaling.model_dump())
+    in_sigmas = dataclasses.replace(settings, mask_electrons=None, mask_sigma=1.0)
     for amplitude in (0.5, 1.0, 30.0):
         fit = fit_dark(dark(amplitude * truth, 1, 0.01), prev, law, TIMING, settings, scaling)
         assert fit.scale == pytest.approx(amplitude, rel=0.05, abs=0.03), f"x{amplitude} the lab law"
         assert fit.saturated_scale == pytest.approx(amplitude, rel=0.05, abs=0.03)
         assert fit.pixels > 10_000 and fit.sigma == pytest.approx(9.0, rel=0.05)
-        flagged, wanted = fit.mask(1.0), amplitude * truth >= fit.sigma
+        flagged, wanted = fit.mask(in_sigmas), amplitude * truth >= fit.sigma
         assert (flagged & wanted).sum() >= 0.95 * wanted.sum() and (
             flagged & ~wanted
         ).sum() <= 0.05 * wanted.sum()
@@ -83,7 +86,19 @@ def test_a_dark_without_persistence_fits_none_and_flags_nothing(params: Params) 
         settings,
         Scaling(**params.scaling.model_dump()),
     )
-    assert fit.scale < 0.05 and not fit.mask(settings.mask_sigma).any()
+    assert fit.scale < 0.05 and not fit.mask(settings).any()
+
+
+def test_the_mask_level_is_in_electrons_whatever_the_noise() -> None:
+    predicted = np.array([5.0, 8.9, 9.0, 12.0, 20.0], np.float32)
+    electrons = LawFitSettings(1, 0.5, 4.0, 5, 50, 1.0, mask_electrons=9.0)
+    sigmas = dataclasses.replace(electrons, mask_electrons=None)
+    quiet, noisy = ScaledLaw(predicted, 1.0, 1.0, 100, 6.0), ScaledLaw(predicted, 1.0, 1.0, 100, 13.5)
+    assert (
+        quiet.mask(electrons).tolist() == noisy.mask(electrons).tolist() == [False, False, True, True, True]
+    )
+    assert quiet.mask(sigmas).tolist() == [False, True, True, True, True], "1 sigma of 6 e-"
+    assert noisy.mask(sigmas).tolist() == [False, False, False, False, True], "1 sigma of 13.5 e-"
 
 
 def test_too_few_pixels_give_no_scale() -> None:
@@ -144,6 +159,7 @@ def test_the_settings_travel_as_a_plain_dict(params: Params) -> None:
     settings = law_fit_settings(params)
     assert LawFitSettings.from_dict(settings.to_dict()) == settings
     assert settings.mask_sigma == params.law_fit.mask_sigma
+    assert settings.mask_electrons == params.law_fit.mask_electrons
 
 
 def test_law_fit_baseline_flags_nothing_without_a_previous_exposure(params: Params, tmp_path: Path) -> None:

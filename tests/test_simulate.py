@@ -317,12 +317,25 @@ def test_shape_factors_are_drawn_per_detector_and_recorded(params, tmp_path):
     assert all(0.7 <= f <= 1.4 for step in steps for f in step) and steps[0] != steps[1]
 
 
+def test_read_noise_is_drawn_per_exposure_from_a_stream_of_its_own(params):
+    cfg = params.simulate
+    pinned = cfg.model_copy(update={"detector": cfg.detector.model_copy(update={"read_noise": (9.0, 9.0)})})
+    for index in range(6):
+        plan, fixed = plan_exposure(cfg, index), plan_exposure(pinned, index)
+        noise = plan.readout.read_noise
+        assert cfg.detector.read_noise[0] <= noise <= cfg.detector.read_noise[1]
+        assert fixed.readout.read_noise == 9.0
+        same_draws = dataclasses.replace(fixed, readout=dataclasses.replace(fixed.readout, read_noise=noise))
+        assert same_draws == plan, "pinning the read noise leaves every other draw as it was"
+    assert len({plan_exposure(cfg, index).readout.read_noise for index in range(6)}) == 6
+
+
 def test_default_data_hold_persistence_below_and_above_read_noise(params):
     cfg = params.simulate
-    noise = cfg.detector.read_noise
     pers = simulate_detector(cfg, grism_plan(cfg), "11").persistence
-    assert ((pers > 0.3 * noise) & (pers < noise)).sum() > 1000
-    assert (pers > 2 * noise).sum() > 100
+    for noise in cfg.detector.read_noise:
+        assert ((pers > 0.3 * noise) & (pers < noise)).sum() > 1000
+        assert (pers > noise).sum() > 100
 
 
 def test_history_adds_persistence_out_of_prevfile_reach(params):
@@ -343,7 +356,7 @@ def test_history_adds_persistence_out_of_prevfile_reach(params):
 
 def test_previous_exposure_is_an_observation_with_saturation_flags(params):
     cfg = params.simulate
-    well, noise = cfg.detector.full_well, cfg.detector.read_noise
+    well, noise = cfg.detector.full_well, grism_plan(cfg).readout.read_noise
     with_cosmics = simulate_detector(cfg, grism_plan(cfg), "11")
     no_cosmics = cfg.model_copy(update={"cosmic_rays": cfg.cosmic_rays.model_copy(update={"rate": 0.0})})
     capped = simulate_detector(no_cosmics, grism_plan(cfg, nan_saturated=False), "11")
@@ -373,7 +386,7 @@ def test_the_previous_exposures_pipeline_flags_a_share_of_its_cosmic_rays(params
     np.testing.assert_array_equal(layers[0.0].previous.science, layers[1.0].previous.science)
     flags = {share: (layer.previous.dq & (1 << COSMIC_BIT)) != 0 for share, layer in layers.items()}
     assert not flags[0.0].any(), "none flagged"
-    hit = (layers[1.0].previous.science > 20 * cfg.detector.read_noise) & (layers[1.0].fluence == 0)
+    hit = (layers[1.0].previous.science > 20 * max(cfg.detector.read_noise)) & (layers[1.0].fluence == 0)
     assert hit.sum() > 1000 and flags[1.0][hit].mean() > 0.99, "every bright hit flagged"
     hits, n_hits = ndimage.label(flags[1.0], structure=np.ones((3, 3), bool))
     kept = np.unique(hits[flags[0.5]])
@@ -488,8 +501,8 @@ def test_2048_frame_adds_a_reference_border_the_reader_strips(params, tmp_path):
         assert raw.shape == (2048, 2048) and prev["DET11.SCI"].shape == prev["DET11.DQ"].shape == (2048, 2048)
     np.testing.assert_array_equal(read_detector(framed, "11").data, read_detector(active, "11").data)
     border = np.concatenate([raw[:4].ravel(), raw[-4:].ravel(), raw[:, :4].ravel(), raw[:, -4:].ravel()])
-    offsets = read_info(framed).header["SIMCHOFF"]
-    assert abs(border.std() / np.hypot(params.simulate.detector.read_noise, offsets) - 1) < 0.3
+    header = read_info(framed).header
+    assert abs(border.std() / np.hypot(header["SIMRDN"], header["SIMCHOFF"]) - 1) < 0.3
     assert border.max() < 100, "reference pixels see no light, hot pixels or persistence"
     assert read_truth(framed.with_name("sd007_0000.truth.fits"), "11").pers.shape == SHAPE
 

@@ -109,6 +109,29 @@ def test_third_channel_is_the_law_scaled_to_this_dark(tmp_path: Path) -> None:
     assert not detector_input(path, detector, WITH_LAW, 3, None, (30.0, 300.0))[1:].any()
 
 
+def test_third_channel_is_in_electrons_of_the_mask_level_whatever_the_noise(tmp_path: Path) -> None:
+    fluence, dq = previous_fluence()
+    write(tmp_path / "p.prev.fits", fluence, {"OBS_ID": "prev"}, dq)
+    lab = LAW.predict(np.where(np.isnan(fluence), 1e5, fluence), 30.0, 300.0)
+    in_electrons = Normalisation(
+        NORMALISATION.scaling, 1e5, LAW, LawFitSettings(1, 0.5, 4.0, 5, 50, 1.0, mask_electrons=9.0)
+    )
+    rng = np.random.default_rng(1)
+    channels = {}
+    for noise in (6.0, 13.5):
+        image = noise * rng.standard_normal((SIDE, SIDE)) + 10.0 * lab
+        path = write(tmp_path / f"n{noise:g}.fits", image, {"PREVFILE": "p.prev.fits"})
+        prev = optional_previous_exposure(read_info(path))
+        channels[noise] = detector_input(
+            path, read_detector(path, "11"), in_electrons, 3, prev, (30.0, 300.0)
+        )
+    for row in (101, 201):
+        expected = NORMALISATION.scaling.squash_positive(np.array([10.0 * lab[row, 5] / 9.0]))[0]
+        assert channels[6.0][2, row, 5] == pytest.approx(expected, rel=0.05)
+        assert channels[13.5][2, row, 5] == pytest.approx(expected, rel=0.05)
+    assert channels[13.5][0, 101, 5] < channels[6.0][0, 101, 5], "the dark itself stays in noise units"
+
+
 def test_the_law_travels_with_the_normalisation_and_dropout_blanks_it() -> None:
     assert Normalisation.from_dict(WITH_LAW.to_dict()) == WITH_LAW
     older = {key: value for key, value in NORMALISATION.to_dict().items() if key not in ("law", "law_fit")}

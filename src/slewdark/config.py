@@ -76,7 +76,7 @@ class DetectorSim(Section):
     """H2RG detector and readout model; ranges are drawn per exposure."""
 
     gain: float = Field(gt=0, description="e-/ADU, used when writing ADU")
-    read_noise: float = Field(ge=0, description="e- per pixel, slope-fitted exposure")
+    read_noise: PositiveRange = Field(description="e- per pixel, slope-fitted exposure, uniform range")
     dark_current: float = Field(ge=0, description="e-/s per pixel")
     full_well: float = Field(gt=0, description="e-")
     ipc: float = Field(ge=0, le=0.05, description="fraction of charge in each of 4 neighbours")
@@ -737,7 +737,13 @@ class LawFitParams(Section):
     clip_sigma: float = Field(gt=0, description="noise sigmas: pixels further from the fit are left out")
     iterations: int = Field(ge=1, description="clipped least-squares passes")
     min_pixels: int = Field(ge=1, description="fewer pixels to fit: the lab law's scale, 1")
-    mask_sigma: float = Field(gt=0, description="noise sigmas of prediction flagged (baseline, labels)")
+    mask_sigma: float = Field(
+        gt=0, description="noise sigmas of prediction flagged when mask_electrons is null"
+    )
+    mask_electrons: float | None = Field(
+        gt=0,
+        description="e- of prediction flagged (baseline, labels), the UNet law channel's unit; null: sigmas",
+    )
     cosmic_fill: float = Field(
         ge=0, le=10, description="px: Gaussian filling PREVFILE's COSMIC-flagged pixels; 0 = ignored"
     )
@@ -752,7 +758,7 @@ class PseudomaskParams(Section):
     )
     segment: SegmentParams
     law: Literal["none", "clusters", "everywhere", "only"] = Field(
-        description="also label where the law scaled to the dark reaches law_fit.mask_sigma: nowhere, in "
+        description="also label where the law scaled to the dark reaches its mask level: nowhere, in "
         "persistence-cluster patches, in every patch, or label only there (no segmentation)"
     )
     weight: PseudomaskWeightParams

@@ -42,7 +42,9 @@ shape for every pixel only rescales a dark's prediction, so the fit absorbs
 a decay other than the law's ``t^-gamma`` as well as a different amplitude.
 
 The evaluation's ``law_fit`` baseline flags where the scaled prediction
-reaches ``mask_sigma`` noise sigmas; ``pseudomask.law`` adds those pixels to
+reaches ``mask_electrons`` (or, without it, ``mask_sigma`` noise sigmas): a
+level in electrons holds whatever the dark's noise, as a science requirement
+("mask persistence of 9 e- and more") is stated; ``pseudomask.law`` adds those pixels to
 the pseudo-labels of persistence-cluster patches; a three-channel UNet sees the
 scaled prediction as its third channel (:mod:`slewdark.inference.unet_input`).
 The settings travel in the UNet checkpoint, so prediction needs no ``params.yaml``.
@@ -80,6 +82,12 @@ class LawFitSettings:
     mask_sigma: float
     cosmic_fill: float = 0.0
     """px: Gaussian of the fill of COSMIC-flagged pixels; 0 ignores the flags (checkpoints before it)."""
+    mask_electrons: float | None = None
+    """e-: mask level and the UNet's law-channel unit; None: ``mask_sigma`` sigmas (older checkpoints)."""
+
+    def unit(self, sigma: float) -> float:
+        """Electrons of prediction at the mask level: ``mask_electrons``, else ``mask_sigma`` x ``sigma``."""
+        return self.mask_electrons if self.mask_electrons is not None else self.mask_sigma * sigma
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, as stored in the checkpoint."""
@@ -115,9 +123,9 @@ class ScaledLaw:
     pixels: int
     sigma: float
 
-    def mask(self, mask_sigma: float) -> np.ndarray:
-        """Pixels where the scaled law predicts at least ``mask_sigma`` noise sigmas."""
-        return self.predicted >= mask_sigma * self.sigma
+    def mask(self, settings: LawFitSettings) -> np.ndarray:
+        """Pixels where the scaled law predicts at least the mask level (:meth:`LawFitSettings.unit`)."""
+        return self.predicted >= settings.unit(self.sigma)
 
 
 def expected_fluence(

@@ -96,7 +96,7 @@ def physics_method(cfg: PhysicsBaselineParams) -> MethodFn:
 
 
 def law_fit_method(params: Params) -> MethodFn:
-    """The lab persistence law scaled to each dark (:mod:`slewdark.core.law_fit`), flagged at ``mask_sigma``.
+    """The lab persistence law scaled to each dark (:mod:`slewdark.core.law_fit`), flagged at its mask level.
 
     Nothing is flagged without a previous exposure or without the dark's ``TSINCE`` and ``EXPTIME``.
     """
@@ -111,7 +111,7 @@ def law_fit_method(params: Params) -> MethodFn:
         if prev is None or info.tsince is None or info.exptime is None:
             return np.zeros(detector.data.shape, bool), None
         fit = fit_dark(detector, prev, law, (info.tsince, info.exptime), settings, scaling)
-        return fit.mask(settings.mask_sigma) & detector.usable, None
+        return fit.mask(settings) & detector.usable, None
 
     return run
 

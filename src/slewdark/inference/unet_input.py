@@ -15,8 +15,11 @@ With ``in_channels == 3``, channel 2 is the persistence the law stored in the
 checkpoint (:class:`slewdark.core.persistence_law.PersistenceModel`) predicts
 for this dark from that exposure's fluence and the dark's ``TSINCE`` and
 ``EXPTIME``, scaled to the dark itself (:mod:`slewdark.core.law_fit`, settings
-also stored), in the dark's noise units with the slew dark's asinh softening,
-0 for none and 1 at ``scaling.high_sigma`` (:func:`law_channel`). The same
+also stored), in units of the mask level (``law_fit.mask_electrons``: a fixed
+number of electrons, so the level the network learns to mask stays in
+electrons whatever the dark's noise; checkpoints without it: noise sigmas)
+with the slew dark's asinh softening, 0 for none and 1 at
+``scaling.high_sigma`` units (:func:`law_channel`). The same
 fluence leaves fifty times more persistence in a long dark soon after the
 exposure than in a short one long after, and detectors differ several-fold in
 amplitude; only this channel tells the network so. Without ``PREVFILE``, or
@@ -60,13 +63,14 @@ def law_channel(
     """The persistence the stored law, scaled to this dark, predicts for it, in [0, 1].
 
     ``asinh(z / softening) / asinh(high_sigma / softening)`` of the prediction ``z``
-    in noise sigmas (``normalisation.scaling``), so no persistence is 0.
+    in units of the mask level (:meth:`slewdark.core.law_fit.LawFitSettings.unit`;
+    ``normalisation.scaling``), so no persistence is 0.
     """
     law, settings = normalisation.law, normalisation.law_fit
     if law is None or settings is None:
         raise ValueError("a three-channel input needs the law and its fit in the normalisation")
     fit = scale_law(scaled, usable, prev, law, timing, settings)
-    return normalisation.scaling.squash_positive(fit.predicted / fit.sigma)
+    return normalisation.scaling.squash_positive(fit.predicted / settings.unit(fit.sigma))
 
 
 def detector_input(

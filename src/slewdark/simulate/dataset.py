@@ -67,6 +67,7 @@ STREAM = {
     "readout": 10,
     "kinds": 11,
     "amplitude": 12,
+    "read_noise": 13,
 }
 """Generator streams. Draws whose count depends on the sky (Poisson) have a stream of
 their own, so cosmic rays and readout noise do not change with the sky's orientation."""
@@ -232,6 +233,7 @@ def plan_exposure(cfg: SimulateParams, index: int) -> ExposurePlan:
         cosmic_rate_factor=log_uniform(rng, cfg.cosmic_rays.rate_factor),
         hot_fraction=uniform(rng, cfg.hot_pixels.fraction),
         readout=ReadoutLevels(
+            read_noise=uniform(generator(cfg.seed, STREAM["read_noise"], index), cfg.detector.read_noise),
             channel_offset_sigma=uniform(rng, cfg.detector.channel_offset_sigma),
             row_noise_sigma=uniform(rng, cfg.detector.row_noise_sigma),
             amp_glow=uniform(rng, cfg.detector.amp_glow),
@@ -290,7 +292,7 @@ def observe_previous(
     collected[lit] += rng.poisson(fluence[lit])
     saturated = collected >= cfg.detector.full_well
     full = (SHAPE[0] + 2 * REFERENCE_BORDER, SHAPE[1] + 2 * REFERENCE_BORDER)
-    science = rng.standard_normal(full, dtype=np.float32) * np.float32(cfg.detector.read_noise)
+    science = rng.standard_normal(full, dtype=np.float32) * np.float32(plan.readout.read_noise)
     inner = (
         slice(REFERENCE_BORDER, REFERENCE_BORDER + SHAPE[0]),
         slice(REFERENCE_BORDER, REFERENCE_BORDER + SHAPE[1]),
@@ -410,6 +412,7 @@ def _primary_headers(cfg: SimulateParams, plan: ExposurePlan) -> tuple[fits.Head
     dark["SIMGLOW"] = (plan.readout.amp_glow, "e-, amplifier glow at the corners")
     dark["SIMCHOFF"] = (plan.readout.channel_offset_sigma, "e-, sigma of channel offsets")
     dark["SIMROWN"] = (plan.readout.row_noise_sigma, "e-, sigma of row noise")
+    dark["SIMRDN"] = (plan.readout.read_noise, "e-, read noise")
     dark["SIMNANF"] = (cfg.nan_fraction, "share of pixels set to NaN")
     dark["SIMFRAME"] = (cfg.frame, "written frame side, px")
     prev = fits.Header()

@@ -35,8 +35,9 @@ class HotPixels:
 
 @dataclass(frozen=True)
 class ReadoutLevels:
-    """Levels of the correlated readout structure drawn for one exposure (e-)."""
+    """Levels of the readout noise and its correlated structure drawn for one exposure (e-)."""
 
+    read_noise: float
     channel_offset_sigma: float
     row_noise_sigma: float
     amp_glow: float
@@ -241,7 +242,7 @@ def readout(
     active = np.minimum(ipc(charge, cfg.ipc), cfg.full_well)
     add_glow(active, levels.amp_glow, cfg.amp_glow_scale)
     full = (rows + 2 * REFERENCE_BORDER, cols + 2 * REFERENCE_BORDER)
-    signal = rng.standard_normal(full, dtype=np.float32) * np.float32(cfg.read_noise)
+    signal = rng.standard_normal(full, dtype=np.float32) * np.float32(levels.read_noise)
     signal += channel_offsets(full[1], cfg.n_output_channels, levels.channel_offset_sigma, rng)[None, :]
     inner = (
         slice(REFERENCE_BORDER, REFERENCE_BORDER + rows),

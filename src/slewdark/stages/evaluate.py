@@ -18,7 +18,8 @@ same usable pixels, with the same metrics (:mod:`slewdark.core.metrics`):
 - ``law_fit``: the lab persistence law scaled to each dark
   (:mod:`slewdark.core.law_fit`): the slope of the dark's electrons on the
   persistence the law predicts from ``PREVFILE``, ``TSINCE`` and ``EXPTIME``,
-  flagged where the scaled prediction reaches ``law_fit.mask_sigma`` noise sigmas;
+  flagged where the scaled prediction reaches ``law_fit.mask_electrons``
+  (or ``mask_sigma`` noise sigmas);
 - ``heuristic_segmentation``: a cluster-free heuristic, the study's
   segmentation (:mod:`slewdark.core.segment`) of every whole held-out detector gated
   on the previous exposure's bright map (not the pseudo-masks the UNet learned

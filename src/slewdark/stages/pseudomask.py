@@ -18,7 +18,7 @@ For every exposure of ``index.csv`` and each of its detectors:
    removes cosmic rays and noise blobs that the segmentation kept;
    with ``pseudomask.law: clusters`` the pixels of persistence patches where the
    lab law scaled to the dark (:mod:`slewdark.core.law_fit`) reaches
-   ``law_fit.mask_sigma`` noise sigmas are added: the faint persistence that no
+   ``law_fit.mask_electrons`` (or ``mask_sigma`` noise sigmas) are added: the faint persistence that no
    per-pixel threshold can separate from noise, wherever the dark's own
    amplitude puts it, including below ``label.bright_level``; with
    ``everywhere``, those of every patch, with weight 1; with ``only``, the law
@@ -145,13 +145,13 @@ def patch_products(
     floor
         Lowest segmentation level in patch units (:func:`slewdark.core.heuristic.segment_floor`).
     law
-        (n, P, P) pixels where the law scaled to the dark reaches ``law_fit.mask_sigma``
+        (n, P, P) pixels where the law scaled to the dark reaches its mask level
         (``pseudomask.law``), or None: added to the masks of persistence patches.
     law_everywhere
         Add ``law`` to every patch's mask, with weight 1 (``pseudomask.law: everywhere``).
     law_only
         ``law`` is the whole label, certain on every usable pixel (``pseudomask.law: only``):
-        the pixels below ``law_fit.mask_sigma`` are as much its answer as those above.
+        the pixels below the mask level are as much its answer as those above.
 
     Returns
     -------
@@ -243,7 +243,7 @@ def neighbourhood_patches(
 def law_mask(
     file: str, detector: str, prev: DetectorImage, timing: tuple[float, float], params: Params
 ) -> np.ndarray:
-    """Pixels of a dark's detector where the law scaled to it reaches ``law_fit.mask_sigma``.
+    """Pixels of a dark's detector where the law scaled to it reaches its mask level (``law_fit``).
 
     Raises
     ------
@@ -251,13 +251,13 @@ def law_mask(
         When the detector has no usable pixel.
     """
     dark = read_detector(file, detector)
-    scaling = Scaling(**params.scaling.model_dump())
+    scaling, settings = Scaling(**params.scaling.model_dump()), law_fit_settings(params)
     try:
-        fit = fit_dark(dark, prev, persistence_model(params), timing, law_fit_settings(params), scaling)
+        fit = fit_dark(dark, prev, persistence_model(params), timing, settings, scaling)
     except ValueError as error:
         raise ContractError(file, f"DET{detector}: {error}") from None
     log.debug("%s DET%s: law scaled by %.2f on %d pixels", file, detector, fit.scale, fit.pixels)
-    return fit.mask(params.law_fit.mask_sigma)
+    return fit.mask(settings)
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ def score_set(
         raise SlewdarkError(
             f"{simulation.out}: no exposure of stress set {name} (run `slewdark simulate-stress`)"
         )
-    strong_level = params.robustness.strong_sigma * simulation.detector.read_noise
+    strong_level = params.robustness.strong_sigma * max(simulation.detector.read_noise)
     edges = sorted({*params.evaluate.amplitude_bins, strong_level})
     scores, data = score_exposures(
         exposures, methods, params, simulation.truth_out, edges, desc=f"robustness {name}"
