@@ -75,8 +75,9 @@ class BrightVeto:
     as a hit (the Euclid ground tests find amplitudes up to a few tenths of
     a per cent of the fluence), and the network, which sees that exposure,
     decides them. With ``spare_predicted``, pixels where the law scaled to the
-    dark (the third input channel) predicts at least that many noise sigmas
-    are not vetoed either: persistence the law expects to be bright is not
+    dark (the third input channel) predicts at least that many of the
+    channel's units (``law_fit.mask_electrons``; older checkpoints: noise
+    sigmas) are not vetoed either: persistence the law expects to be bright is not
     too bright to be persistence (a detector whose traps are tens of times the
     lab's, a near-saturated trace just short of the SATUR bit).
 
@@ -92,8 +93,9 @@ class BrightVeto:
         px around the previous exposure's saturated pixels where nothing is
         vetoed; None = the veto acts everywhere.
     spare_predicted
-        Noise units of the law's scaled prediction from which nothing is
-        vetoed; None = none spared for it.
+        Units of the third channel (the mask level in electrons, or noise
+        sigmas without it) of the law's scaled prediction from which nothing
+        is vetoed; None = none spared for it.
     """
 
     sigma: float

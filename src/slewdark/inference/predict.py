@@ -330,7 +330,7 @@ def provenance_header(unet: UnetModel, input_sha: str, git_rev: str, obs_id: str
         if unet.veto.spare_saturated is not None:
             header["VETOSPAR"] = (unet.veto.spare_saturated, "px: PREVFILE saturation not vetoed")
         if unet.veto.spare_predicted is not None:
-            header["VETOPRED"] = (unet.veto.spare_predicted, "sigma: law prediction not vetoed")
+            header["VETOPRED"] = (unet.veto.spare_predicted, "law-channel units: prediction not vetoed")
     return header
 
 
