@@ -160,6 +160,10 @@ def test_the_settings_travel_as_a_plain_dict(params: Params) -> None:
     assert LawFitSettings.from_dict(settings.to_dict()) == settings
     assert settings.mask_sigma == params.law_fit.mask_sigma
     assert settings.mask_electrons == params.law_fit.mask_electrons
+    older = {key: value for key, value in settings.to_dict().items() if key != "mask_electrons"}
+    assert LawFitSettings.from_dict(older).unit(9.3) == pytest.approx(settings.mask_sigma * 9.3), (
+        "a checkpoint from before mask_electrons keeps its level in noise sigmas"
+    )
 
 
 def test_law_fit_baseline_flags_nothing_without_a_previous_exposure(params: Params, tmp_path: Path) -> None:
