@@ -439,3 +439,22 @@ def test_a_three_channel_model_without_its_law_is_one_line(
     assert err.endswith(
         ": a three-channel UNet checkpoint without the law (and its fit) of its third channel\n"
     )
+
+
+def test_the_product_says_which_previous_exposure_the_model_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = save_model(tmp_path / "three.pt", {**ARCH, "in_channels": 3})
+    write_exposure(tmp_path / "sd_prev.fits", ("11",), seed=20)
+    named = write_exposure(tmp_path / "sd_named.fits", ("11",), seed=21)
+    alone = write_exposure(tmp_path / "sd_alone.fits", ("11",), seed=22)
+    with fits.open(named, mode="update") as hdul:
+        hdul[0].header.update(PREVFILE="sd_prev.fits", TSINCE=60.0)
+    out = tmp_path / "pred"
+    with caplog.at_level(logging.WARNING):
+        status = main(["predict", str(named), str(alone), "--out", str(out), "--model", str(model)])
+    assert status == 0
+    assert fits.getheader(out / "sd_named.mask.fits")["PREVUSED"] == "sd_prev.fits"
+    assert fits.getheader(out / "sd_alone.mask.fits")["PREVUSED"] == "none"
+    warnings = [r.getMessage() for r in caplog.records if "no previous exposure" in r.getMessage()]
+    assert len(warnings) == 1 and str(alone) in warnings[0] and "not evidence of none" in warnings[0]

@@ -51,6 +51,7 @@ from slewdark.io.atomic import remove_stale_temporaries
 from slewdark.io.fits import (
     PRODUCT_SUFFIX,
     DetectorImage,
+    ExposureInfo,
     MaskLayers,
     file_sha256,
     iter_detectors,
@@ -334,12 +335,35 @@ def provenance_header(unet: UnetModel, input_sha: str, git_rev: str, obs_id: str
     return header
 
 
+def previous_input(path: Path, info: ExposureInfo, unet: UnetModel) -> Path | None:
+    """The previous exposure the model reads for this dark, None when it reads none.
+
+    A model of two or three channels that gets none sees the slew dark alone:
+    its labels mark persistence of a few electrons, mostly below the noise, so
+    it flags almost nothing then (README, "What the product needs"). That is
+    logged, and the product's ``PREVUSED`` keyword says so.
+    """
+    if unet.in_channels < 2:
+        return None
+    prev_path = optional_previous_exposure(info)
+    if prev_path is None:
+        log.warning(
+            "%s: no previous exposure (PREVFILE): the model sees the slew dark alone and flags "
+            "almost no persistence; an empty mask here is not evidence of none",
+            path,
+        )
+    return prev_path
+
+
 def _exposure_layers(
-    path: Path, unet: UnetModel, options: PredictOptions, progress: tqdm
+    path: Path,
+    info: ExposureInfo,
+    prev_path: Path | None,
+    unet: UnetModel,
+    options: PredictOptions,
+    progress: tqdm,
 ) -> Iterator[MaskLayers]:
     """Mask layers of every detector of an exposure, one detector in memory at a time."""
-    info = read_info(path)
-    prev_path = optional_previous_exposure(info) if unet.in_channels >= 2 else None
     for detector in iter_detectors(path):
         if detector.usable.any():
             layers = _detector_layers(path, detector, unet, options, prev_path, (info.tsince, info.exptime))
@@ -427,9 +451,15 @@ def predict_exposure(
         raise ContractError(path, "no such file")
     info = read_info(path)
     out = Path(out)
+    prev_path = previous_input(path, info, unet)
     header = provenance_header(unet, input_sha or file_sha256(path), git_rev, info.obs_id)
+    header["PREVUSED"] = (
+        "none" if prev_path is None else prev_path.name,
+        "previous exposure read; none: the dark alone",
+    )
     with tqdm(total=len(info.detectors), desc=path.name, unit="det", leave=False) as progress:
-        write_mask_product(out, header, _exposure_layers(path, unet, options, progress), options.with_dq)
+        layers = _exposure_layers(path, info, prev_path, unet, options, progress)
+        write_mask_product(out, header, layers, options.with_dq)
     return out
 
 
