@@ -441,20 +441,29 @@ def test_a_three_channel_model_without_its_law_is_one_line(
     )
 
 
-def test_the_product_says_which_previous_exposure_the_model_read(
+def test_the_product_says_which_previous_exposure_and_timing_the_model_read(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     model = save_model(tmp_path / "three.pt", {**ARCH, "in_channels": 3})
     write_exposure(tmp_path / "sd_prev.fits", ("11",), seed=20)
     named = write_exposure(tmp_path / "sd_named.fits", ("11",), seed=21)
     alone = write_exposure(tmp_path / "sd_alone.fits", ("11",), seed=22)
+    untimed = write_exposure(tmp_path / "sd_untimed.fits", ("11",), seed=23)
     with fits.open(named, mode="update") as hdul:
         hdul[0].header.update(PREVFILE="sd_prev.fits", TSINCE=60.0)
+    with fits.open(untimed, mode="update") as hdul:
+        hdul[0].header.update(PREVFILE="sd_prev.fits")
     out = tmp_path / "pred"
     with caplog.at_level(logging.WARNING):
-        status = main(["predict", str(named), str(alone), "--out", str(out), "--model", str(model)])
+        status = main(
+            ["predict", str(named), str(alone), str(untimed), "--out", str(out), "--model", str(model)]
+        )
     assert status == 0
-    assert fits.getheader(out / "sd_named.mask.fits")["PREVUSED"] == "sd_prev.fits"
-    assert fits.getheader(out / "sd_alone.mask.fits")["PREVUSED"] == "none"
+    headers = {name: fits.getheader(out / f"sd_{name}.mask.fits") for name in ("named", "alone", "untimed")}
+    assert headers["named"]["PREVUSED"] == "sd_prev.fits" and "LAWTIME" not in headers["named"]
+    assert headers["alone"]["PREVUSED"] == "none" and "LAWTIME" not in headers["alone"]
+    assert headers["untimed"]["PREVUSED"] == "sd_prev.fits" and headers["untimed"]["LAWTIME"] == "nominal"
     warnings = [r.getMessage() for r in caplog.records if "no previous exposure" in r.getMessage()]
     assert len(warnings) == 1 and str(alone) in warnings[0] and "not evidence of none" in warnings[0]
+    timing = [r.getMessage() for r in caplog.records if "no TSINCE" in r.getMessage()]
+    assert len(timing) == 1 and str(untimed) in timing[0]

@@ -13,6 +13,7 @@ from slewdark.core.law_fit import LawFitSettings
 from slewdark.core.normalisation import BrightVeto, Normalisation
 from slewdark.core.persistence_law import PersistenceModel
 from slewdark.core.scaling import Scaling, scale_detector
+from slewdark.inference.timing import NOMINAL_EXPTIME, NOMINAL_TSINCE, input_timing
 from slewdark.inference.unet_input import detector_input
 from slewdark.io.fits import read_detector, read_info
 from slewdark.io.previous import optional_previous_exposure
@@ -130,6 +131,33 @@ def test_third_channel_is_in_electrons_of_the_mask_level_whatever_the_noise(tmp_
         assert channels[6.0][2, row, 5] == pytest.approx(expected, rel=0.05)
         assert channels[13.5][2, row, 5] == pytest.approx(expected, rel=0.05)
     assert channels[13.5][0, 101, 5] < channels[6.0][0, 101, 5], "the dark itself stays in noise units"
+
+
+def test_without_tsince_the_law_channel_takes_a_nominal_time_that_the_fit_absorbs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fluence, dq = previous_fluence()
+    write(tmp_path / "p.prev.fits", fluence, {"OBS_ID": "prev"}, dq)
+    lab = LAW.predict(np.where(np.isnan(fluence), 1e5, fluence), 30.0, 300.0)
+    image = 9.0 * np.random.default_rng(2).standard_normal((SIDE, SIDE)) + 10.0 * lab
+    header = {"PREVFILE": "p.prev.fits", "EXPTIME": 300.0}
+    known = write(tmp_path / "known.fits", image, {**header, "TSINCE": 30.0})
+    unknown = write(tmp_path / "unknown.fits", image, header)
+    prev = optional_previous_exposure(read_info(known))
+    timing, nominal = input_timing(known, read_info(known), 3, prev)
+    assert timing == (30.0, 300.0) and not nominal
+    with caplog.at_level("WARNING"):
+        timing, nominal = input_timing(unknown, read_info(unknown), 3, prev)
+    assert timing == (NOMINAL_TSINCE, 300.0) and nominal
+    assert str(unknown) in caplog.text and "no TSINCE" in caplog.text
+    assert input_timing(unknown, read_info(unknown), 2, prev) == ((None, 300.0), False)
+    assert input_timing(unknown, read_info(unknown), 3, None) == ((None, 300.0), False)
+    true = detector_input(known, read_detector(known, "11"), WITH_LAW, 3, prev, (30.0, 300.0))
+    assumed = detector_input(unknown, read_detector(unknown, "11"), WITH_LAW, 3, prev, timing)
+    lab_only = LAW.predict(np.where(np.isnan(fluence), 1e5, fluence), NOMINAL_TSINCE, NOMINAL_EXPTIME)
+    assert lab_only[101, 5] < 0.5 * lab[101, 5], "the nominal time alone predicts other electrons"
+    for row in (101, 201, 301):
+        assert assumed[2, row, 5] == pytest.approx(true[2, row, 5], rel=0.01), "the fit absorbs the time"
 
 
 def test_the_law_travels_with_the_normalisation_and_dropout_blanks_it() -> None:

@@ -1,16 +1,20 @@
-"""The product when the slew dark does not name its previous exposure (no PREVFILE).
+"""The product when the slew dark does not name its previous exposure (no PREVFILE), or its TSINCE.
 
 A one-off measurement (README, "What the product needs"), run from the
 repository root after ``make repro``:
 ``.venv/bin/python metrics/experiments/no_prevfile/measure.py > metrics/experiments/no_prevfile/output.txt``.
 
-``PREVFILE`` is optional in the data contract. Each set is scored twice with
-``evaluate``'s scoring: as simulated, and as copies of its exposures whose
-primary header has lost ``PREVFILE`` (nothing else changes: the pixels,
-``PREVGWA``, ``TSINCE`` and ``EXPTIME`` stay, the truth files are the set's).
-Without it the product's second and third input channels are empty (20 % of
-its training tiles are shown that way, ``unet.prev_dropout``); the physics
-mask and the law fit, which read only the previous exposure, flag nothing.
+``PREVFILE`` and ``TSINCE`` are optional in the data contract. Each set is
+scored three times with ``evaluate``'s scoring: as simulated; as copies of its
+exposures whose primary header has lost ``PREVFILE`` (nothing else changes:
+the pixels, ``PREVGWA``, ``TSINCE`` and ``EXPTIME`` stay, the truth files are
+the set's); and as copies that have lost ``TSINCE`` only (the previous
+exposure copied beside them). Without ``PREVFILE`` the product's second and
+third input channels are empty (20 % of its training tiles are shown that
+way, ``unet.prev_dropout``); without ``TSINCE`` the third channel uses a
+nominal time (:mod:`slewdark.inference.timing`). The physics mask and the law
+fit read only the previous exposure and its timing, and flag nothing without
+them.
 """
 
 from __future__ import annotations
@@ -37,14 +41,17 @@ SETS = (
 FIGURES = ("precision", "recall", "f1", "clean_flagged_fraction", "cosmic_ray_flagged_fraction")
 
 
-def without_prevfile(exposures: list[Path], folder: Path) -> list[Path]:
-    """Copies of the exposures in ``folder`` without the PREVFILE keyword (and no companion)."""
+def without_keyword(exposures: list[Path], folder: Path, keyword: str) -> list[Path]:
+    """Copies of the exposures in ``folder`` without ``keyword``; with ``PREVFILE`` kept, its file too."""
     copies = []
     for path in exposures:
         copy = folder / path.name
         shutil.copy2(path, copy)
         with fits.open(copy, mode="update") as hdus:
-            del hdus[0].header["PREVFILE"]
+            del hdus[0].header[keyword]
+            prev = hdus[0].header.get("PREVFILE")
+        if prev:
+            shutil.copy2(path.parent / prev, folder / prev)
         copies.append(copy)
     return copies
 
@@ -56,12 +63,12 @@ def main() -> None:
         "law_fit": law_fit_method(params),
         "heuristic_segmentation": heuristic_segmentation_method(params),
     }
-    print("set | PREVFILE | method | " + " | ".join(FIGURES))
+    print("set | header | method | " + " | ".join(FIGURES))
     for name, folder, truth in SETS:
         exposures = exposure_files(folder)
-        with tempfile.TemporaryDirectory() as scratch:
-            stripped = without_prevfile(exposures, Path(scratch))
-            for label, files in (("named", exposures), ("absent", stripped)):
+        for label, keyword in (("as simulated", None), ("no PREVFILE", "PREVFILE"), ("no TSINCE", "TSINCE")):
+            with tempfile.TemporaryDirectory() as scratch:
+                files = exposures if keyword is None else without_keyword(exposures, Path(scratch), keyword)
                 scores, _ = score_exposures(files, methods, params, truth, desc=f"{name} {label}")
                 for method, score in scores.items():
                     summary = score.summary()

@@ -55,6 +55,7 @@ def unet_method(model_path: Path, params: Params, missing_hint: str) -> MethodFn
         When the checkpoint is missing or unreadable.
     """
     from slewdark.inference.predict import load_unet, predict_probability
+    from slewdark.inference.timing import input_timing
     from slewdark.inference.unet_input import detector_input
     from slewdark.io.previous import optional_previous_exposure
     from slewdark.models.device import resolve_device
@@ -68,7 +69,7 @@ def unet_method(model_path: Path, params: Params, missing_hint: str) -> MethodFn
 
     def run(path: Path, info: ExposureInfo, detector: DetectorImage) -> Prediction:
         prev_path = optional_previous_exposure(info) if model.in_channels >= 2 else None
-        timing = (info.tsince, info.exptime)
+        timing, _ = input_timing(path, info, model.in_channels, prev_path)
         image = detector_input(path, detector, model.normalisation, model.in_channels, prev_path, timing)
         prob = predict_probability(
             model.inference_network(), image, model.tile, model.overlap, batch_size, dtype

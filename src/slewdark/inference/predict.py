@@ -46,6 +46,7 @@ from slewdark.core.normalisation import BrightVeto, Normalisation
 from slewdark.core.tiling import TileBlender, iter_tile_batches, tile_origins
 from slewdark.errors import ContractError, SlewdarkError, Terminated
 from slewdark.inference.manifest import FAILED, OK, SKIPPED, Manifest, ManifestRow
+from slewdark.inference.timing import input_timing
 from slewdark.inference.unet_input import detector_input
 from slewdark.io.atomic import remove_stale_temporaries
 from slewdark.io.fits import (
@@ -357,8 +358,8 @@ def previous_input(path: Path, info: ExposureInfo, unet: UnetModel) -> Path | No
 
 def _exposure_layers(
     path: Path,
-    info: ExposureInfo,
     prev_path: Path | None,
+    timing: tuple[float | None, float | None],
     unet: UnetModel,
     options: PredictOptions,
     progress: tqdm,
@@ -366,7 +367,7 @@ def _exposure_layers(
     """Mask layers of every detector of an exposure, one detector in memory at a time."""
     for detector in iter_detectors(path):
         if detector.usable.any():
-            layers = _detector_layers(path, detector, unet, options, prev_path, (info.tsince, info.exptime))
+            layers = _detector_layers(path, detector, unet, options, prev_path, timing)
         else:
             log.warning("%s: DET%s: %s, its MASK is all zero", path, detector.detector, NO_USABLE_PIXEL)
             layers = _empty_layers(detector, options)
@@ -452,13 +453,16 @@ def predict_exposure(
     info = read_info(path)
     out = Path(out)
     prev_path = previous_input(path, info, unet)
+    timing, nominal = input_timing(path, info, unet.in_channels, prev_path)
     header = provenance_header(unet, input_sha or file_sha256(path), git_rev, info.obs_id)
     header["PREVUSED"] = (
         "none" if prev_path is None else prev_path.name,
         "previous exposure read; none: the dark alone",
     )
+    if nominal:
+        header["LAWTIME"] = ("nominal", "law channel: a nominal TSINCE/EXPTIME")
     with tqdm(total=len(info.detectors), desc=path.name, unit="det", leave=False) as progress:
-        layers = _exposure_layers(path, info, prev_path, unet, options, progress)
+        layers = _exposure_layers(path, prev_path, timing, unet, options, progress)
         write_mask_product(out, header, layers, options.with_dq)
     return out
 
